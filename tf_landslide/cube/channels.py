@@ -1,0 +1,255 @@
+"""From cube variables to model channels, exactly as the paper defines them.
+
+* Acquisitions: the k most recent strictly before the event start and the k earliest
+  strictly after the event end, in the chosen orbit (selected by UTC time, not by day).
+* SAR channels: natural log of linear gamma0, pixel-wise mean over the k acquisitions,
+  ignoring missing values (NaN and non-positive power, never log(0) = -inf).
+* DEM channels: the cube's variables as they are.
+* Coherence channels (the paper's future work): the pair spanning the event and the last
+  pair entirely before it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Iterable
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from tf_landslide.cube import schema
+from tf_landslide.cube.events import Event, as_datetime64
+from tf_landslide.cube.open import CubeError, acquisitions_by_orbit, orbit_codes
+
+SAR_CHANNELS = ("vv_before", "vv_after", "vh_before", "vh_after")
+DEM_CHANNELS = schema.DEM_VARIABLES
+COHERENCE_CHANNELS = ("coherence_preevent", "coherence_coevent")
+ALL_CHANNELS = SAR_CHANNELS + DEM_CHANNELS + COHERENCE_CHANNELS
+ORBIT_CHOICES = ("auto", "descending", "ascending", "both")
+
+
+@dataclasses.dataclass(frozen=True)
+class ChannelConfig:
+    """A named set of input channels and the number of acquisitions averaged per side."""
+
+    name: str
+    channels: tuple[str, ...]
+    timesteps: int
+
+    @property
+    def needs_sar(self) -> bool:
+        return any(c in SAR_CHANNELS for c in self.channels)
+
+    @property
+    def needs_insar(self) -> bool:
+        return any(c in COHERENCE_CHANNELS for c in self.channels)
+
+
+def study_configs() -> dict[str, ChannelConfig]:
+    """The 17 configurations of the paper's study, by name."""
+    inputs = {
+        "vv": ("vv_before", "vv_after"),
+        "vh": ("vh_before", "vh_after"),
+        "vv_vh": SAR_CHANNELS,
+        "vv_vh_dem": SAR_CHANNELS + DEM_CHANNELS,
+    }
+    configs = {
+        f"{prefix}_t{k}": ChannelConfig(f"{prefix}_t{k}", channels, k)
+        for prefix, channels in inputs.items()
+        for k in range(1, 5)
+    }
+    configs["dem"] = ChannelConfig("dem", DEM_CHANNELS, 0)
+    return configs
+
+
+def resolve_channel_config(config: str, channels: Iterable[str] = (), timesteps: int | None = None) -> ChannelConfig:
+    """A study configuration by name, or a free channel list under a new name."""
+    channels = tuple(channels)
+    presets = study_configs()
+    if not channels:
+        if config not in presets:
+            raise CubeError(f"--config={config!r} is not a study configuration; choose one of "
+                            f"{sorted(presets)}, or name a new one and list its --channels")
+        preset = presets[config]
+        if timesteps is not None and timesteps != preset.timesteps:
+            raise CubeError(f"--config={config} averages {preset.timesteps} timesteps but --timesteps={timesteps}; "
+                            f"drop --timesteps or pick the configuration with t{timesteps}")
+        return preset
+    if config in presets and presets[config].channels != channels:
+        raise CubeError(f"--config={config} is a study configuration with channels {presets[config].channels}; "
+                        f"give a new --config name for --channels={','.join(channels)}")
+    unknown = [c for c in channels if c not in ALL_CHANNELS]
+    if unknown:
+        raise CubeError(f"unknown channels {unknown} in --channels; available: {list(ALL_CHANNELS)}")
+    if len(set(channels)) != len(channels):
+        raise CubeError(f"--channels lists a channel twice: {list(channels)}")
+    needs_sar = any(c in SAR_CHANNELS for c in channels)
+    k = timesteps if timesteps is not None else (1 if needs_sar else 0)
+    if needs_sar and k < 1:
+        raise CubeError(f"--timesteps must be >= 1 for SAR channels, got {k}")
+    return ChannelConfig(config, channels, k)
+
+
+@dataclasses.dataclass(frozen=True)
+class Acquisitions:
+    """Chosen timestep indices (chronological) on each side of the event."""
+
+    orbit: str
+    before: tuple[int, ...]
+    after: tuple[int, ...]
+
+
+def resolve_orbit(ds: xr.Dataset, orbit: str) -> str:
+    """'auto' becomes the cube's only orbit, or descending (the authors' choice) when it has both."""
+    if orbit not in ORBIT_CHOICES:
+        raise CubeError(f"--orbit={orbit!r}; choose one of {list(ORBIT_CHOICES)}")
+    if orbit != "auto":
+        return orbit
+    present = set(orbit_codes(ds).tolist())
+    if present == {"a"}:
+        return "ascending"
+    return "descending" if "d" in present else "both"
+
+
+def select_acquisitions(ds: xr.Dataset, event: Event, timesteps: int, orbit: str) -> Acquisitions:
+    """The ``timesteps`` acquisitions nearest the event on each side, in ``orbit``."""
+    times = ds[schema.TIME_DIM].values.astype("datetime64[ns]")
+    if orbit == "both":
+        in_orbit = np.ones(times.shape, bool)
+    else:
+        in_orbit = orbit_codes(ds) == schema.ORBIT_CODES[orbit]
+    if not in_orbit.any():
+        raise CubeError(f"the cube has no {orbit} acquisitions; it holds {acquisitions_by_orbit(ds)}. "
+                        "Choose another --orbit (auto picks the one the cube has)")
+    order = np.argsort(times, kind="stable")
+    candidates = order[in_orbit[order]]
+    before = [int(i) for i in candidates if times[i] < as_datetime64(event.start)]
+    after = [int(i) for i in candidates if times[i] > as_datetime64(event.end)]
+    for side, chosen in (("before the event start", before), ("after the event end", after)):
+        if len(chosen) < timesteps:
+            bound = event.start if "before" in side else event.end
+            listed = ", ".join(pd.Timestamp(times[i]).isoformat() for i in chosen) or "none"
+            raise CubeError(
+                f"{timesteps} {orbit} acquisitions needed strictly {side} ({bound.isoformat()}Z) but the cube has "
+                f"{len(chosen)}: {listed}. Use fewer --timesteps (a *_t{max(len(chosen), 1)} configuration), "
+                f"another --orbit, or check --event. All acquisitions: {acquisitions_by_orbit(ds)}"
+            )
+    return Acquisitions(orbit, tuple(before[len(before) - timesteps:]) if timesteps else (), tuple(after[:timesteps]))
+
+
+_TIME_TOKEN = re.compile(r"\d{4}-?\d{2}-?\d{2}(?:[T ]\d{2}:?\d{2}(?::?\d{2})?)?")
+
+
+def pair_acquisitions(ds: xr.Dataset) -> list[tuple[np.datetime64, np.datetime64, str | None]]:
+    """(start, end, orbit code or None) of each InSAR pair.
+
+    The cubes name pairs by their two dates (inferred layout: a ``timepair`` coordinate of
+    strings such as '20180824_20180905'; ``timepair_start``/``timepair_end`` datetime
+    coordinates are used when present). A date without a time of day is matched to the
+    cube's single acquisition on that day, which gives its exact time and orbit.
+    """
+    if schema.PAIR_DIM not in ds.dims:
+        raise CubeError(f"coherence channels need the {schema.PAIR_DIM!r} dimension, which the cube lacks")
+    times = ds[schema.TIME_DIM].values.astype("datetime64[ns]")
+    orbits = orbit_codes(ds)
+    days = times.astype("datetime64[D]")
+    if "timepair_start" in ds.coords and "timepair_end" in ds.coords:
+        bounds = list(zip(ds["timepair_start"].values, ds["timepair_end"].values))
+        tokens = [(pd.Timestamp(a).isoformat(), pd.Timestamp(b).isoformat()) for a, b in bounds]
+    else:
+        tokens = []
+        for label in np.asarray(ds[schema.PAIR_DIM].values).astype(str):
+            found = _TIME_TOKEN.findall(label)
+            if len(found) != 2:
+                raise CubeError(f"cannot read the two dates of InSAR pair {label!r} in {schema.PAIR_DIM!r}; "
+                                "expected labels such as '20180824_20180905'")
+            tokens.append(tuple(found))
+    pairs = []
+    for first, second in tokens:
+        resolved = []
+        for token in (first, second):
+            t = np.datetime64(pd.Timestamp(token).to_datetime64(), "ns")
+            has_time = len(token) > 10 and not token.endswith(("T00:00:00", "T000000"))
+            same_day = np.flatnonzero(days == t.astype("datetime64[D]"))
+            if not has_time and same_day.size == 1:
+                t = times[same_day[0]]
+            match = np.flatnonzero(times == t)
+            resolved.append((t, orbits[match[0]] if match.size else None))
+        (start, orbit_a), (end, orbit_b) = resolved
+        pairs.append((start, end, orbit_a if orbit_a == orbit_b else None))
+    return pairs
+
+
+def select_pairs(ds: xr.Dataset, event: Event, orbit: str) -> dict[str, int]:
+    """Index of the last pre-event pair and of the shortest pair spanning the event."""
+    pairs = pair_acquisitions(ds)
+    code = schema.ORBIT_CODES.get(orbit)
+    start, end = as_datetime64(event.start), as_datetime64(event.end)
+    eligible = [i for i, (_, _, o) in enumerate(pairs) if code is None or o in (code, None)]
+    pre = [i for i in eligible if pairs[i][1] < start]
+    co = [i for i in eligible if pairs[i][0] < start and pairs[i][1] > end]
+    if not pre or not co:
+        listed = ", ".join(str(v) for v in np.asarray(ds[schema.PAIR_DIM].values)[:20])
+        raise CubeError(f"coherence channels need a {orbit} pair entirely before the event and one spanning it; "
+                        f"the cube's pairs are: {listed}")
+    return {
+        "coherence_preevent": max(pre, key=lambda i: (pairs[i][1], pairs[i][0])),
+        "coherence_coevent": min(co, key=lambda i: (pairs[i][1] - pairs[i][0], -pairs[i][0].astype(np.int64))),
+    }
+
+
+def log_mean(planes: Iterable[np.ndarray]) -> np.ndarray:
+    """Pixel-wise mean of ``log`` over linear-power planes; NaN and <= 0 are missing.
+
+    Streams the planes, so only one plane and two accumulators are in memory. Pixels with
+    no valid value in any plane are NaN.
+    """
+    total = count = None
+    for plane in planes:
+        plane = np.asarray(plane, dtype=np.float32)
+        valid = plane > 0  # False for NaN as well
+        logs = np.log(np.where(valid, plane, 1.0), dtype=np.float32)  # log(1) = 0 where missing
+        if total is None:
+            total, count = logs, valid.astype(np.float32)
+        else:
+            total += logs
+            count += valid
+    if total is None:
+        raise ValueError("log_mean needs at least one plane")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / count, np.float32(np.nan)).astype(np.float32)
+
+
+@dataclasses.dataclass(frozen=True)
+class ChannelPlan:
+    """Which cube planes each channel reads: picklable, so Dask workers can run it."""
+
+    channels: tuple[str, ...]
+    acquisitions: Acquisitions
+    pairs: tuple[tuple[str, int], ...] = ()
+
+    def variables(self) -> list[str]:
+        """Cube variables this plan reads."""
+        names = []
+        for channel in self.channels:
+            name = channel.split("_")[0] if channel in SAR_CHANNELS else ("coherence" if channel in COHERENCE_CHANNELS else channel)
+            if name not in names:
+                names.append(name)
+        return names
+
+    def read_band(self, ds: xr.Dataset, rows: slice) -> np.ndarray:
+        """Channels for the rows ``rows`` of the scene: float32 [C, rows, width]."""
+        pairs = dict(self.pairs)
+        out = np.empty((len(self.channels), rows.stop - rows.start, ds.sizes["x"]), np.float32)
+        for c, channel in enumerate(self.channels):
+            if channel in SAR_CHANNELS:
+                pol, side = channel.split("_")
+                indices = self.acquisitions.before if side == "before" else self.acquisitions.after
+                out[c] = log_mean(ds[pol].isel({schema.TIME_DIM: t, "y": rows}).values for t in indices)
+            elif channel in COHERENCE_CHANNELS:
+                out[c] = ds["coherence"].isel({schema.PAIR_DIM: pairs[channel], "y": rows}).values
+            else:
+                out[c] = ds[channel].isel(y=rows).values
+        return out

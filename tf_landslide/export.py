@@ -1,0 +1,578 @@
+"""Export one channel configuration of a cube to sharded TFRecords and a manifest.
+
+The work runs in three stages, each resumable:
+
+1. *plan* (this process): open and validate the cube, choose acquisitions, count landslide
+   pixels per chip from the labels (read in bands), assign splits per location, pick the
+   chips worth reading (positives, and seeded negative candidates when asked);
+2. *scan* (Dask, one task per band of rows): read only the planes the channels need for that
+   band, build the channels, drop mostly-empty chips, accumulate normalisation moments, and
+   spool the kept chips (in the record dtype) to ``.work/``;
+3. *write* (Dask, one task per shard): assemble shards from the spool, each written to a
+   temporary name and renamed, so a shard file is complete or absent.
+
+The manifest is written last, atomically, and only after every shard is verified; a run
+that stops early leaves no manifest, and a re-run reuses finished bands and shards (their
+bytes are a pure function of the plan, so re-running gives identical files).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import hashlib
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+import tf_landslide
+from tf_landslide import chips as chips_lib
+from tf_landslide import records
+from tf_landslide.config import CubeConfig, ExportConfig
+from tf_landslide.cube import channels as channels_lib
+from tf_landslide.cube import events, schema, synthetic
+from tf_landslide.cube.open import CubeError, acquisitions_by_orbit, open_cube, validate_cube
+from tf_landslide.normalisation import ChannelMoments
+
+log = logging.getLogger("tf_landslide.export")
+
+MANIFEST_NAME = "manifest.json"
+MANIFEST_SCHEMA_VERSION = 1
+WORK_DIR = ".work"
+STATS_SOURCES = ("train", "scene")
+
+
+class ExportError(RuntimeError):
+    """The export cannot proceed as asked (existing outputs, bad settings)."""
+
+
+def cube_location(cube: CubeConfig) -> str:
+    """The cube to read: the given path/URL, or the embedded cube (generated on first use)."""
+    if cube.cube:
+        return cube.cube
+    cache = cube.cache_dir or os.path.join(os.path.expanduser("~"), ".cache", "tf_landslide")
+    log.info("no --cube given: using the embedded synthetic cube in %s", cache)
+    return str(synthetic.embedded_cube(cache))
+
+
+def shard_name(split: str, index: int, count: int) -> str:
+    return f"{split}-{index:05d}-of-{count:05d}"
+
+
+@dataclasses.dataclass(frozen=True)
+class BandTask:
+    """One band of rows to scan and the candidate chips inside it."""
+
+    band: int
+    y0: int  # rows read: [y0, y1)
+    y1: int
+    chips: tuple[tuple[int, int, int], ...]  # (chip index, row, col)
+    scene_rows: tuple[int, int] | None = None  # rows [a, b) for whole-scene statistics
+
+
+@functools.lru_cache(maxsize=4)
+def _open_cached(location: str) -> xr.Dataset:
+    """Workers scan many bands of one cube: open it once per process."""
+    return open_cube(location)
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    partial = path.with_name(f"{path.name}.partial-{os.getpid()}")
+    partial.write_bytes(data)
+    os.replace(partial, path)
+
+
+def _atomic_save_npy(path: Path, array: np.ndarray) -> None:
+    partial = path.with_name(f"{path.name}.partial-{os.getpid()}.npy")
+    np.save(partial, array)
+    os.replace(partial, path)
+
+
+def scan_band(location: str, plan: channels_lib.ChannelPlan, task: BandTask, chip_size: int,
+              max_nodata_fraction: float, record_dtype: str, spool: str) -> dict:
+    """Read one band, keep chips that are not mostly no-data, spool them; return their metadata.
+
+    Idempotent: a band whose metadata file exists was finished by an earlier run.
+    """
+    meta_path = Path(spool) / f"band-{task.band:05d}.json"
+    if meta_path.exists():
+        return json.loads(meta_path.read_text())
+    ds = _open_cached(location)
+    band = plan.read_band(ds, slice(task.y0, task.y1))  # [C, rows, width]
+    band = np.moveaxis(band, 0, -1)  # channels last, as records store them
+    labels = np.nan_to_num(ds[schema.LABEL_VARIABLE].isel(y=slice(task.y0, task.y1)).values, nan=0) > 0
+    n_channels = band.shape[-1]
+    images, masks, kept, skipped = [], [], [], []
+    moments = {}
+    quantisation = np.zeros(n_channels)
+    for index, row, col in task.chips:
+        chip = band[row - task.y0: row - task.y0 + chip_size, col: col + chip_size]
+        nodata = float(np.isnan(chip).any(-1).mean())
+        if nodata > max_nodata_fraction:
+            skipped.append([index, nodata])
+            continue
+        stored = chip.astype(record_dtype)
+        with np.errstate(invalid="ignore"):
+            error = np.abs(stored.astype(np.float32) - chip)
+        quantisation = np.maximum(quantisation, np.nan_to_num(error, nan=0.0).reshape(-1, n_channels).max(0))
+        moments[str(index)] = ChannelMoments.of(chip).to_json()
+        images.append(stored)
+        masks.append(labels[row - task.y0: row - task.y0 + chip_size, col: col + chip_size])
+        kept.append(index)
+    if images:
+        _atomic_save_npy(Path(spool) / f"band-{task.band:05d}-images.npy", np.stack(images))
+        _atomic_save_npy(Path(spool) / f"band-{task.band:05d}-labels.npy", np.stack(masks).astype(np.uint8))
+    result = {
+        "band": task.band,
+        "kept": kept,
+        "skipped": skipped,
+        "moments": moments,
+        "quantisation": quantisation.tolist(),
+        "scene_moments": (ChannelMoments.of(band[task.scene_rows[0] - task.y0: task.scene_rows[1] - task.y0]).to_json()
+                          if task.scene_rows else None),
+    }
+    _atomic_write_bytes(meta_path, json.dumps(result).encode())
+    return result
+
+
+def write_shard(path: str, entries: list[tuple], spool: str, channels: tuple[str, ...], compression: str) -> dict:
+    """Write one shard from spooled chips; ``entries`` are (band, slot, row, col, origin, split)."""
+    cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def chip_records() -> Iterator[bytes]:
+        for band, slot, row, col, origin, split in entries:
+            if band not in cache:
+                cache.clear()  # entries are grouped by band: hold one band's spool at a time
+                cache[band] = (
+                    np.load(Path(spool) / f"band-{band:05d}-images.npy", mmap_mode="r"),
+                    np.load(Path(spool) / f"band-{band:05d}-labels.npy", mmap_mode="r"),
+                )
+            images, labels = cache[band]
+            yield records.encode_example(np.asarray(images[slot]), np.asarray(labels[slot]), channels, row, col, origin, split)
+
+    count = records.write_tfrecord(path, chip_records(), compression)
+    return {"path": path, "records": count}
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class _SerialExecutor:
+    """Runs tasks in this process, in order: for tests and tiny cubes."""
+
+    def map_unordered(self, fn: Callable, args: Iterable[tuple]) -> Iterator:
+        for arg in args:
+            yield fn(*arg)
+
+
+class _DaskExecutor:
+    def __init__(self, client):
+        self.client = client
+
+    def map_unordered(self, fn: Callable, args: Iterable[tuple]) -> Iterator:
+        from distributed import as_completed
+
+        futures = [self.client.submit(fn, *arg, pure=False) for arg in args]
+        for _, result in as_completed(futures, with_results=True):
+            yield result
+
+
+@contextlib.contextmanager
+def executor(cfg: ExportConfig):
+    """A Dask client on a remote scheduler, a local cluster, or (workers=0) this process."""
+    if not cfg.dask_scheduler and cfg.workers <= 0:
+        yield _SerialExecutor()
+        return
+    from distributed import Client, LocalCluster
+
+    if cfg.dask_scheduler:
+        with Client(cfg.dask_scheduler) as client:
+            log.info("export on the Dask scheduler at %s (%d workers)", cfg.dask_scheduler,
+                     len(client.scheduler_info()["workers"]))
+            yield _DaskExecutor(client)
+        return
+    with LocalCluster(n_workers=cfg.workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                      silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
+        yield _DaskExecutor(client)
+
+
+def _cube_identity(ds: xr.Dataset, location: str) -> dict:
+    times = ds[schema.TIME_DIM].values
+    return {
+        "location": location if "://" in location else os.path.abspath(location),
+        "sizes": {k: int(v) for k, v in ds.sizes.items()},
+        "variables": sorted(ds.data_vars),
+        "first_time": str(times.min()),
+        "last_time": str(times.max()),
+        "x_range": [float(ds.x[0]), float(ds.x[-1])],
+        "y_range": [float(ds.y[0]), float(ds.y[-1])],
+        "attrs": {k: str(v) for k, v in sorted(ds.attrs.items())},
+    }
+
+
+def _georeference(ds: xr.Dataset) -> dict:
+    """CRS (WKT, and EPSG when known) and the GDAL-order affine transform of the grid."""
+    x, y = ds.x.values, ds.y.values
+    dx = float(x[1] - x[0]) if x.size > 1 else 10.0
+    dy = float(y[1] - y[0]) if y.size > 1 else -10.0
+    transform = [dx, 0.0, float(x[0]) - dx / 2, 0.0, dy, float(y[0]) - dy / 2]
+    crs_wkt = None
+    if "spatial_ref" in ds.coords:
+        attrs = ds["spatial_ref"].attrs
+        crs_wkt = attrs.get("crs_wkt") or attrs.get("spatial_ref")
+    if crs_wkt is None:
+        log.warning("the cube carries no CRS (no spatial_ref coordinate): maps made from it cannot be georeferenced")
+    return {"crs_wkt": crs_wkt, "transform": transform, "height": int(ds.sizes["y"]), "width": int(ds.sizes["x"])}
+
+
+def _settings(cfg: ExportConfig, identity: dict, event: events.Event, config: channels_lib.ChannelConfig,
+              acquisitions: channels_lib.Acquisitions, pairs: dict) -> dict:
+    """Everything the output bytes depend on; its hash identifies an export."""
+    return {
+        "manifest_schema_version": MANIFEST_SCHEMA_VERSION,
+        "cube": identity,
+        "event": event.as_dict(),
+        "orbit": acquisitions.orbit,
+        "config": {"name": config.name, "channels": list(config.channels), "timesteps": config.timesteps},
+        "acquisition_indices": {"before": list(acquisitions.before), "after": list(acquisitions.after)},
+        "insar_pairs": pairs,
+        "chip_size": cfg.chip_size,
+        "stride": cfg.chip_stride,
+        "negative_ratio": cfg.negative_ratio,
+        "max_nodata_fraction": cfg.max_nodata_fraction,
+        "split": dataclasses.asdict(cfg.split),
+        "stats_from": cfg.stats_from,
+        "record_dtype": cfg.record_dtype,
+        "compression": cfg.compression,
+        "shard_mb": cfg.shard_mb,
+    }
+
+
+def _check_settings(cfg: ExportConfig) -> None:
+    problems = []
+    if cfg.chip_size < 8 or cfg.chip_size % 8:
+        problems.append(f"--chip_size={cfg.chip_size} must be a multiple of 8 (the U-Net halves it 5 times: use 32k)")
+    if cfg.chip_stride < 1:
+        problems.append(f"--stride={cfg.stride} must be >= 1")
+    if cfg.band_rows < cfg.chip_size:
+        problems.append(f"--band_rows={cfg.band_rows} must be at least --chip_size={cfg.chip_size}")
+    if not 0 <= cfg.max_nodata_fraction <= 1:
+        problems.append(f"--max_nodata_fraction={cfg.max_nodata_fraction} must be within [0, 1]")
+    if cfg.negative_ratio < 0:
+        problems.append(f"--negative_ratio={cfg.negative_ratio} must be >= 0")
+    if cfg.stats_from not in STATS_SOURCES:
+        problems.append(f"--stats_from={cfg.stats_from!r}; choose one of {list(STATS_SOURCES)}")
+    if cfg.record_dtype not in records.RECORD_DTYPES:
+        problems.append(f"--record_dtype={cfg.record_dtype!r}; choose one of {list(records.RECORD_DTYPES)}")
+    if cfg.compression not in records.COMPRESSIONS:
+        problems.append(f"--compression={cfg.compression!r}; choose '' or GZIP")
+    if cfg.shard_mb <= 0:
+        problems.append(f"--shard_mb={cfg.shard_mb} must be > 0")
+    if problems:
+        raise ExportError("; ".join(problems))
+
+
+def _band_tasks(table: chips_lib.ChipTable, candidates: np.ndarray, cfg: ExportConfig, height: int) -> list[BandTask]:
+    """Group candidate chips by the band of ``band_rows`` rows their top row falls in.
+
+    Bands without candidates are not read, unless whole-scene statistics need every row.
+    """
+    band_of = table.row[candidates] // cfg.band_rows
+    scene = cfg.stats_from == "scene"
+    bands = range(math.ceil(height / cfg.band_rows)) if scene else np.unique(band_of)
+    tasks = []
+    for band in bands:
+        members = candidates[band_of == band]
+        band_rows = (band * cfg.band_rows, min(height, (band + 1) * cfg.band_rows))
+        chip_rows = (int(table.row[members].min()), int(table.row[members].max()) + cfg.chip_size) if members.size else band_rows
+        y0, y1 = (min(band_rows[0], chip_rows[0]), max(band_rows[1], chip_rows[1])) if scene else chip_rows
+        chips = tuple((int(i), int(table.row[i]), int(table.col[i])) for i in members)
+        tasks.append(BandTask(int(band), int(y0), int(y1), chips, band_rows if scene else None))
+    return tasks
+
+
+def _progress(total: int, unit: str, desc: str, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit=unit, desc=desc, disable=not enabled, dynamic_ncols=True, smoothing=0.1)
+
+
+def _existing_manifest(out_dir: Path) -> dict | None:
+    path = out_dir / MANIFEST_NAME
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ExportError(f"{path} is not valid JSON ({error}); pass --overwrite to export again") from error
+
+
+def _verify_shards(out_dir: Path, manifest: dict) -> list[str]:
+    """Problems with the shards a manifest lists (missing, wrong count or checksum)."""
+    problems = []
+    for split in manifest["splits"].values():
+        for shard in split["shards"]:
+            path = out_dir / shard["file"]
+            if not path.exists():
+                problems.append(f"{path} is missing")
+            elif path.stat().st_size != shard["bytes"] or file_digest(path) != shard["sha256"]:
+                problems.append(f"{path} does not match its checksum")
+    return problems
+
+
+def _prepare_output(out_dir: Path, fingerprint: str, overwrite: bool) -> dict | None:
+    """Return an up-to-date manifest to reuse, or make the folder ready for this export."""
+    manifest = _existing_manifest(out_dir)
+    work = out_dir / WORK_DIR
+    plan_path = work / "plan.json"
+    if manifest is not None and not overwrite:
+        if manifest.get("fingerprint") != fingerprint:
+            raise ExportError(f"{out_dir} holds an export made with other settings (see its {MANIFEST_NAME}); "
+                              "pass --overwrite to replace it or choose another --records_dir")
+        problems = _verify_shards(out_dir, manifest)
+        if not problems:
+            return manifest
+        log.warning("the finished export in %s is damaged (%s): rebuilding the bad shards", out_dir, "; ".join(problems))
+    if plan_path.exists() and not overwrite:
+        previous = json.loads(plan_path.read_text()).get("fingerprint")
+        if previous != fingerprint:
+            raise ExportError(f"{out_dir} holds an unfinished export made with other settings; "
+                              "pass --overwrite to discard it or choose another --records_dir")
+    if overwrite and out_dir.exists():
+        # The manifest goes first: from here on no manifest can vouch for these shards.
+        (out_dir / MANIFEST_NAME).unlink(missing_ok=True)
+        shutil.rmtree(work, ignore_errors=True)
+        for shard in out_dir.glob("*-of-*"):
+            shard.unlink()
+    else:
+        (out_dir / MANIFEST_NAME).unlink(missing_ok=True)
+    work.mkdir(parents=True, exist_ok=True)
+    _atomic_write_bytes(plan_path, json.dumps({"fingerprint": fingerprint}).encode())
+    return None
+
+
+def export(cfg: ExportConfig) -> dict:
+    """Export ``cfg``'s configuration of its cube; return the manifest (also on disk)."""
+    _check_settings(cfg)
+    started = time.perf_counter()
+    location = cube_location(cfg.cube)
+    config = channels_lib.resolve_channel_config(cfg.config, cfg.channels, cfg.timesteps)
+    ds = open_cube(location)
+    validate_cube(ds, need_insar=config.needs_insar)
+    event = events.resolve_event(cfg.cube.event, cfg.cube.event_start, cfg.cube.event_end, location, ds.attrs)
+    orbit = channels_lib.resolve_orbit(ds, cfg.cube.orbit)
+    if config.needs_sar:
+        acquisitions = channels_lib.select_acquisitions(ds, event, config.timesteps, orbit)
+    else:
+        acquisitions = channels_lib.Acquisitions(orbit, (), ())
+    pairs = channels_lib.select_pairs(ds, event, orbit) if config.needs_insar else {}
+    plan = channels_lib.ChannelPlan(config.channels, acquisitions, tuple(pairs.items()))
+
+    identity = _cube_identity(ds, location)
+    settings = _settings(cfg, identity, event, config, acquisitions, pairs)
+    fingerprint = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
+    out_dir = Path(cfg.records_dir) / config.name
+    out_dir.mkdir(parents=True, exist_ok=True)
+    reused = _prepare_output(out_dir, fingerprint, cfg.overwrite)
+    if reused is not None:
+        log.info("%s is up to date (fingerprint %s): nothing to do", out_dir / MANIFEST_NAME, fingerprint[:12])
+        return reused
+
+    log.info("exporting %s from %s: event %s, orbit %s, channels %s", config.name, location,
+             event.as_dict(), orbit, ",".join(config.channels))
+    table, nan_labels = chips_lib.build_chip_table(ds, cfg.chip_size, cfg.chip_stride, cfg.split, cfg.band_rows)
+    if nan_labels:
+        log.warning("%d label pixels are NaN: counted as no landslide", nan_labels)
+    positive = np.flatnonzero(table.positives > 0)
+    negatives = chips_lib.negative_order(table, cfg.split.seed)
+    # Oversample negative candidates: some will turn out to be mostly no-data.
+    wanted_negatives = math.ceil(cfg.negative_ratio * positive.size)
+    candidates = np.sort(np.concatenate([positive, negatives[: math.ceil(wanted_negatives * 1.5) + (8 if wanted_negatives else 0)]]))
+
+    spool = out_dir / WORK_DIR
+    tasks = _band_tasks(table, candidates, cfg, ds.sizes["y"])
+    results = {}
+    with executor(cfg) as pool:
+        bar = _progress(int(sum(len(t.chips) for t in tasks)), "chip", f"scan {config.name}", cfg.progress)
+        scan = functools.partial(scan_band, location, plan, chip_size=cfg.chip_size,
+                                 max_nodata_fraction=cfg.max_nodata_fraction, record_dtype=cfg.record_dtype,
+                                 spool=str(spool))
+        chips_in = {t.band: len(t.chips) for t in tasks}
+        for result in pool.map_unordered(scan, ((t,) for t in tasks)):
+            results[result["band"]] = result
+            bar.update(chips_in[result["band"]])
+        bar.close()
+
+        manifest = _assemble(cfg, table, results, negatives, wanted_negatives, config, out_dir, spool, pool,
+                             settings, fingerprint, identity, ds, event, acquisitions, pairs, nan_labels)
+    manifest["export_seconds"] = round(time.perf_counter() - started, 2)
+    _atomic_write_bytes(out_dir / MANIFEST_NAME, json.dumps(manifest, indent=1).encode())
+    shutil.rmtree(spool, ignore_errors=True)
+    log.info("%s", summary(manifest))
+    return manifest
+
+
+def _assemble(cfg, table, results, negatives, wanted_negatives, config, out_dir, spool, pool, settings,
+              fingerprint, identity, ds, event, acquisitions, pairs, nan_labels) -> dict:
+    """Choose the final chips, compute statistics, write the shards and build the manifest."""
+    slot = {}  # chip index -> (band, position in the band's spool)
+    moments = {}
+    skipped = {}
+    quantisation = np.zeros(len(config.channels))
+    scene = ChannelMoments.empty(len(config.channels))
+    for band, result in sorted(results.items()):
+        for position, index in enumerate(result["kept"]):
+            slot[index] = (band, position)
+        moments.update({int(k): ChannelMoments.from_json(v) for k, v in result["moments"].items()})
+        skipped.update({int(i): f for i, f in result["skipped"]})
+        quantisation = np.maximum(quantisation, result["quantisation"])
+        if result["scene_moments"]:
+            scene = scene.merge(ChannelMoments.from_json(result["scene_moments"]))
+    kept_positive = [i for i in np.flatnonzero(table.positives > 0) if i in slot]
+    kept_negative = [int(i) for i in negatives if int(i) in slot][:wanted_negatives]
+    if wanted_negatives and len(kept_negative) < wanted_negatives:
+        log.warning("only %d valid negative chips for the %d asked (--negative_ratio=%s)", len(kept_negative),
+                    wanted_negatives, cfg.negative_ratio)
+    kept = sorted(kept_positive + kept_negative, key=lambda i: (table.row[i], table.col[i]))
+    if not kept:
+        raise ExportError(f"no chip to export: {len(skipped)} candidate chips are more than "
+                          f"{cfg.max_nodata_fraction:.0%} no-data and {int((table.positives > 0).sum())} hold landslides. "
+                          "Check the labels, or raise --max_nodata_fraction")
+
+    train = ChannelMoments.empty(len(config.channels))
+    for i in kept:
+        if table.split[i] == 0:
+            train = train.merge(moments[i])
+    stats = train if cfg.stats_from == "train" else scene
+    if stats.count.min() == 0:
+        raise ExportError("the training split holds no valid pixel for some channel; cannot compute normalisation "
+                          "statistics. Use --stats_from=scene or another --split_seed")
+
+    geo = _georeference(ds)
+    transform = geo["transform"]
+    bytes_per_chip = cfg.chip_size**2 * (len(config.channels) * np.dtype(cfg.record_dtype).itemsize + 1) + 400
+    per_shard = max(1, int(cfg.shard_mb * 1e6 // bytes_per_chip))
+    shard_jobs, split_info = [], {}
+    for s, split in enumerate(chips_lib.SPLITS):
+        members = [i for i in kept if table.split[i] == s]
+        n_shards = math.ceil(len(members) / per_shard) if members else 0
+        groups = np.array_split(np.array(members, dtype=np.int64), n_shards) if n_shards else []
+        shards = []
+        for k, group in enumerate(groups):
+            name = shard_name(split, k, n_shards)
+            entries = [(*slot[i], int(table.row[i]), int(table.col[i]),
+                        (transform[2] + int(table.col[i]) * transform[0], transform[5] + int(table.row[i]) * transform[4]),
+                        split) for i in group]
+            shards.append({"file": name, "records": len(entries)})
+            path = out_dir / name
+            if path.exists():
+                try:
+                    if records.count_records(path, cfg.compression) == len(entries):
+                        continue  # finished by an earlier run; identical by construction
+                except records.CorruptShardError as error:
+                    log.warning("%s: rewriting", error)
+            shard_jobs.append((str(path), entries, str(spool), config.channels, cfg.compression))
+        positives = int(sum(table.positives[i] for i in members))
+        pixels = len(members) * cfg.chip_size**2
+        split_info[split] = {
+            "chips": len(members),
+            "positive_chips": int(sum(table.positives[i] > 0 for i in members)),
+            "positive_pixels": positives,
+            "pixels": pixels,
+            "positive_fraction": positives / pixels if pixels else 0.0,
+            "skipped_nodata_chips": int(sum(1 for i in skipped if table.split[i] == s)),
+            "locations": [[int(table.row[i]), int(table.col[i])] for i in members],
+            "shards": shards,
+        }
+
+    bar = _progress(sum(len(job[1]) for job in shard_jobs), "chip", "write shards", cfg.progress)
+    for done in pool.map_unordered(write_shard, shard_jobs):
+        bar.update(done["records"])
+    bar.close()
+    for info in split_info.values():
+        for shard in info["shards"]:
+            path = out_dir / shard["file"]
+            shard["bytes"] = path.stat().st_size
+            shard["sha256"] = file_digest(path)
+
+    times = ds[schema.TIME_DIM].values
+    orbit_of = np.asarray(ds[schema.ORBIT_COORD].values).astype(str)
+    std = stats.std
+    return {
+        "manifest_schema_version": MANIFEST_SCHEMA_VERSION,
+        "code_version": tf_landslide.__version__,
+        "fingerprint": fingerprint,
+        "cube": {**identity, **geo},
+        "event": event.as_dict(),
+        "orbit": acquisitions.orbit,
+        "config": settings["config"],
+        "channels": list(config.channels),
+        "chip_size": cfg.chip_size,
+        "stride": cfg.chip_stride,
+        "acquisitions": {
+            side: [{"time": str(times[i])[:19] + "Z", "orbit": orbit_of[i]} for i in indices]
+            for side, indices in (("before", acquisitions.before), ("after", acquisitions.after))
+        },
+        "cube_acquisitions_per_orbit": acquisitions_by_orbit(ds),
+        "insar_pairs": {name: str(ds[schema.PAIR_DIM].values[i]) for name, i in pairs.items()},
+        "selection": {
+            "rule": "k most recent acquisitions strictly before the event start and k earliest strictly after its end (UTC)",
+            "chips": "positive chips (>= 1 landslide pixel)" + (f" plus {cfg.negative_ratio} negatives per positive" if cfg.negative_ratio else ""),
+            "max_nodata_fraction": cfg.max_nodata_fraction,
+            "negative_ratio": cfg.negative_ratio,
+            "nan_label_pixels": nan_labels,
+            "split": dataclasses.asdict(cfg.split),
+        },
+        "normalisation": {
+            "source": "train split, kept chips" if cfg.stats_from == "train" else "whole scene (the authors' code)",
+            "note": "the authors' code standardises with statistics of the whole scene; ours come from the training "
+                    "chips only (--stats_from=train, the default) so no test pixel informs the model",
+            "mean": dict(zip(config.channels, stats.mean.tolist())),
+            "std": dict(zip(config.channels, std.tolist())),
+            "pixels": dict(zip(config.channels, stats.count.astype(int).tolist())),
+            "transform": "(x - mean) / std, then NaN -> 0",
+        },
+        "records": {
+            "values": "raw channel values (log backscatter, DEM units); standardise with 'normalisation'",
+            "dtype": cfg.record_dtype,
+            "layout": "HWC",
+            "compression": cfg.compression,
+            "features": {"image": f"{cfg.record_dtype} bytes", "label": "uint8 bytes", "shape": "int64 [H, W, C]",
+                         "channels": "bytes list", "dtype": "bytes", "chip/row": "int64", "chip/col": "int64",
+                         "chip/origin": "float64 bytes (x, y)", "split": "bytes", "chip/positives": "int64"},
+            "quantisation_max_abs_error": dict(zip(config.channels, quantisation.tolist())),
+            "quantisation_max_error_in_std": dict(zip(config.channels, (quantisation / np.where(std > 0, std, 1)).tolist())),
+        },
+        "splits": split_info,
+        "totals": {
+            "grid_chips": len(table),
+            "chips": len(kept),
+            "skipped_nodata_chips": len(skipped),
+            "positive_pixels": int(sum(info["positive_pixels"] for info in split_info.values())),
+        },
+    }
+
+
+def summary(manifest: dict) -> str:
+    """Human summary of an export: chips per split, positive fractions, skips, time."""
+    lines = [f"export {manifest['config']['name']}: {manifest['totals']['chips']} chips "
+             f"({manifest['totals']['skipped_nodata_chips']} skipped as mostly no-data) in "
+             f"{manifest.get('export_seconds', float('nan')):.1f} s"]
+    for split, info in manifest["splits"].items():
+        lines.append(f"  {split:5s} {info['chips']:6d} chips  positive fraction {info['positive_fraction']:.3f}  "
+                     f"{len(info['shards'])} shard(s)")
+    return "\n".join(lines)

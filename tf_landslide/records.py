@@ -1,0 +1,222 @@
+"""The chip record format, shared by the exporter (writer) and the input pipeline (reader).
+
+Records are ``tf.train.Example`` protos in TFRecord files. The writer side is plain
+numpy + CRC32C: it encodes the protobuf wire format and the TFRecord framing itself, so
+Dask export workers never load TensorFlow (seconds of start-up and hundreds of MB each).
+Tests check the bytes against TensorFlow's own serialisation and reader.
+
+Feature keys (one place only; the reader's spec below is built from the same names):
+
+* ``image``: raw channel values (before standardisation), ``dtype`` bytes, HWC order,
+  little-endian. NaN marks missing pixels; the reader standardises with the manifest's
+  statistics and then sets NaN to 0, as the paper does.
+* ``label``: uint8 bytes, H x W, 1 = landslide.
+* ``shape``: int64 [H, W, C]; ``channels``: channel names in order; ``dtype``: 'float16'|'float32'.
+* ``chip/row``, ``chip/col``: top-left pixel of the chip in the scene grid;
+  ``chip/origin``: float64 bytes (x, y) of the chip's top-left corner in the cube's CRS.
+* ``split``: 'train' | 'val' | 'test'; ``chip/positives``: landslide pixel count.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import zlib
+from collections.abc import Iterable, Iterator
+
+import google_crc32c
+import numpy as np
+
+IMAGE, LABEL, SHAPE, CHANNELS, DTYPE = "image", "label", "shape", "channels", "dtype"
+ROW, COL, ORIGIN, SPLIT, POSITIVES = "chip/row", "chip/col", "chip/origin", "split", "chip/positives"
+RECORD_DTYPES = ("float16", "float32")
+COMPRESSIONS = ("", "GZIP")
+
+
+class CorruptShardError(IOError):
+    """A TFRecord shard is truncated or fails its checksums."""
+
+
+# --- protobuf wire format (tf.train.Example), deterministic: map keys sorted ---------------
+
+def _varint(value: int) -> bytes:
+    value &= (1 << 64) - 1  # negative int64 as two's complement, as protobuf does
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    """A length-delimited field."""
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def _bytes_feature(values: Iterable[bytes]) -> bytes:
+    return _field(1, b"".join(_field(1, v) for v in values))
+
+
+def _int64_feature(values: Iterable[int]) -> bytes:
+    return _field(3, _field(1, b"".join(_varint(int(v)) for v in values)))
+
+
+def encode_example(
+    image: np.ndarray,
+    label: np.ndarray,
+    channels: tuple[str, ...],
+    row: int,
+    col: int,
+    origin: tuple[float, float],
+    split: str,
+) -> bytes:
+    """Serialise one chip: ``image`` [H, W, C] in its record dtype, ``label`` [H, W] uint8."""
+    if image.dtype.name not in RECORD_DTYPES:
+        raise ValueError(f"image dtype {image.dtype} is not one of {RECORD_DTYPES}")
+    h, w, c = image.shape
+    if label.shape != (h, w) or c != len(channels):
+        raise ValueError(f"label {label.shape} / channels {len(channels)} do not match image {image.shape}")
+    features = {
+        IMAGE: _bytes_feature([np.ascontiguousarray(image, image.dtype.newbyteorder("<")).tobytes()]),
+        LABEL: _bytes_feature([np.ascontiguousarray(label, np.uint8).tobytes()]),
+        SHAPE: _int64_feature([h, w, c]),
+        CHANNELS: _bytes_feature([name.encode() for name in channels]),
+        DTYPE: _bytes_feature([image.dtype.name.encode()]),
+        ROW: _int64_feature([row]),
+        COL: _int64_feature([col]),
+        ORIGIN: _bytes_feature([np.asarray(origin, "<f8").tobytes()]),
+        SPLIT: _bytes_feature([split.encode()]),
+        POSITIVES: _int64_feature([int(np.count_nonzero(label))]),
+    }
+    entries = b"".join(_field(1, _field(1, key.encode()) + _field(2, features[key])) for key in sorted(features))
+    return _field(1, entries)
+
+
+# --- TFRecord framing -------------------------------------------------------------------
+
+def _masked_crc(data: bytes) -> int:
+    crc = google_crc32c.value(data)
+    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+def frame(record: bytes) -> bytes:
+    """One TFRecord: length, its masked CRC32C, the data, its masked CRC32C."""
+    length = struct.pack("<Q", len(record))
+    return length + struct.pack("<I", _masked_crc(length)) + record + struct.pack("<I", _masked_crc(record))
+
+
+def write_tfrecord(path: str | os.PathLike, records: Iterable[bytes], compression: str = "") -> int:
+    """Write ``records`` to ``path`` atomically (a temporary file, then a rename).
+
+    Returns the record count. GZIP output is a single gzip stream with a zero timestamp, so
+    the same records give the same bytes.
+    """
+    if compression not in COMPRESSIONS:
+        raise ValueError(f"compression {compression!r} is not one of {COMPRESSIONS}")
+    path = os.fspath(path)
+    partial = f"{path}.partial-{os.getpid()}"
+    count = 0
+    try:
+        with open(partial, "wb") as out:
+            gzip = zlib.compressobj(6, zlib.DEFLATED, 31, 9) if compression == "GZIP" else None
+            for record in records:
+                data = frame(record)
+                out.write(gzip.compress(data) if gzip else data)
+                count += 1
+            if gzip:
+                out.write(gzip.flush())
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(partial, path)
+    except BaseException:
+        if os.path.exists(partial):
+            os.remove(partial)
+        raise
+    return count
+
+
+def _chunks(handle, compression: str, size: int = 1 << 22) -> Iterator[bytes]:
+    gunzip = zlib.decompressobj(31) if compression == "GZIP" else None
+    while True:
+        block = handle.read(size)
+        if not block:
+            break
+        yield gunzip.decompress(block) if gunzip else block
+    if gunzip is not None:
+        tail = gunzip.flush()
+        if tail:
+            yield tail
+        if not gunzip.eof:
+            raise CorruptShardError("gzip stream ends early")
+
+
+def read_tfrecord(path: str | os.PathLike, compression: str = "") -> Iterator[bytes]:
+    """Yield the records of a TFRecord file, checking every length and data CRC.
+
+    Raises CorruptShardError naming the file on truncation or a checksum mismatch.
+    """
+    path = os.fspath(path)
+    buffer = bytearray()
+    offset = 0
+    try:
+        with open(path, "rb") as handle:
+            for chunk in _chunks(handle, compression):
+                buffer += chunk
+                while len(buffer) >= 12:
+                    (length,) = struct.unpack_from("<Q", buffer)
+                    (length_crc,) = struct.unpack_from("<I", buffer, 8)
+                    if _masked_crc(bytes(buffer[:8])) != length_crc:
+                        raise CorruptShardError(f"bad length checksum at byte {offset}")
+                    end = 12 + length + 4
+                    if len(buffer) < end:
+                        break
+                    data = bytes(buffer[12: 12 + length])
+                    (data_crc,) = struct.unpack_from("<I", buffer, 12 + length)
+                    if _masked_crc(data) != data_crc:
+                        raise CorruptShardError(f"bad data checksum in the record at byte {offset}")
+                    yield data
+                    del buffer[:end]
+                    offset += end
+        if buffer:
+            raise CorruptShardError(f"truncated: {len(buffer)} stray bytes at byte {offset}")
+    except (CorruptShardError, zlib.error) as error:
+        raise CorruptShardError(f"shard {path} is corrupt ({error}); delete it and re-run the export") from error
+
+
+def count_records(path: str | os.PathLike, compression: str = "") -> int:
+    """Number of records in a shard, verifying it end to end."""
+    return sum(1 for _ in read_tfrecord(path, compression))
+
+
+# --- reader side (TensorFlow) -------------------------------------------------------------
+
+def feature_spec() -> dict:
+    """The ``tf.io.parse_example`` spec of the record format."""
+    import tensorflow as tf
+
+    return {
+        IMAGE: tf.io.FixedLenFeature([], tf.string),
+        LABEL: tf.io.FixedLenFeature([], tf.string),
+        SHAPE: tf.io.FixedLenFeature([3], tf.int64),
+        CHANNELS: tf.io.VarLenFeature(tf.string),
+        DTYPE: tf.io.FixedLenFeature([], tf.string),
+        ROW: tf.io.FixedLenFeature([], tf.int64),
+        COL: tf.io.FixedLenFeature([], tf.int64),
+        ORIGIN: tf.io.FixedLenFeature([], tf.string),
+        SPLIT: tf.io.FixedLenFeature([], tf.string),
+        POSITIVES: tf.io.FixedLenFeature([], tf.int64),
+    }
+
+
+def decode_batch(serialized, height: int, width: int, channels: int, dtype: str):
+    """Parse a batch of serialised records into (image float32 [N,H,W,C] with NaN kept,
+    label float32 [N,H,W,1]). Shapes come from the manifest so the graph is static."""
+    import tensorflow as tf
+
+    parsed = tf.io.parse_example(serialized, {k: v for k, v in feature_spec().items() if k in (IMAGE, LABEL)})
+    image = tf.io.decode_raw(parsed[IMAGE], tf.dtypes.as_dtype(dtype), little_endian=True)
+    image = tf.cast(tf.reshape(image, [-1, height, width, channels]), tf.float32)
+    label = tf.io.decode_raw(parsed[LABEL], tf.uint8)
+    label = tf.cast(tf.reshape(label, [-1, height, width, 1]), tf.float32)
+    return image, label
