@@ -40,7 +40,7 @@ GENERATOR_VERSION = 1
 # Log-backscatter levels (dB) of the land covers, and the look geometry of Sentinel-1 IW.
 FOREST_DB = {"vv": -7.5, "vh": -14.0}
 FIELD_DB = {"vv": -10.0, "vh": -17.5}
-BARE_SOIL_DB = {"vv": -11.5, "vh": -17.0}
+BARE_SOIL_DB = {"vv": -11.5, "vh": -16.5}
 VH_NOISE_FLOOR_DB = -22.0
 INCIDENCE_DEG = 39.0
 # Azimuth (clockwise from north) the radar looks toward: right-looking, so east when
@@ -55,12 +55,13 @@ HOKKAIDO_TRIGGER = "2018-09-05T18:07:59"
 class SyntheticCubeSpec:
     """Everything that determines a synthetic cube; the same spec gives the same bytes."""
 
-    height: int = 1536
-    width: int = 1536
-    timesteps_per_orbit: int = 9
+    height: int = 2048
+    width: int = 2048
+    timesteps_per_orbit: int = 8
     orbits: tuple[str, ...] = ("a", "d")
     seed: int = 0
-    landslide_fraction: float = 0.03
+    landslide_fraction: float = 0.045  # of the scene
+    shaking_scale: float = 0.15  # Gaussian radius of landslide density around the epicentre, in scene diagonals
     looks: float = 4.4
     chunk: int = 512
     pixel_size: float = 10.0
@@ -166,7 +167,7 @@ class _Scene:
 
 def _terrain(spec: SyntheticCubeSpec, rng: np.random.Generator):
     shape = (spec.height, spec.width)
-    surface = _fractal_surface(rng, shape, beta=3.4)
+    surface = _fractal_surface(rng, shape, beta=4.5)
     gy, gx = np.gradient(surface)
     steepness = np.hypot(gx, gy)
     # Scale so that a quarter of the scene is steeper than ~24 degrees: Iburi-like hills.
@@ -185,15 +186,17 @@ def _terrain(spec: SyntheticCubeSpec, rng: np.random.Generator):
     return dem.astype(np.float32), slope, aspect, curvature
 
 
-def _scars(spec: SyntheticCubeSpec, rng: np.random.Generator, slope, aspect):
-    """Elongated scars from crowns on steep slopes near an epicentre; per-scar strength."""
+def _scars(spec: SyntheticCubeSpec, rng: np.random.Generator, slope, aspect, curvature):
+    """Elongated scars from crowns on steep, concave slopes near an epicentre; per-scar strength."""
     h, w = slope.shape
     epicentre = rng.uniform(0.25, 0.75, size=2) * (h, w)
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     distance = np.hypot(yy - epicentre[0], xx - epicentre[1]) / np.hypot(h, w)
-    shaking = np.exp(-distance / 0.3)
-    steep = 1.0 / (1.0 + np.exp(-(np.degrees(slope) - 26.0) / 3.0))
-    susceptibility = (shaking * steep).ravel().astype(np.float64)
+    shaking = np.where(distance < 2 * spec.shaking_scale, np.exp(-((distance / spec.shaking_scale) ** 2)), 0.0)
+    steep = 1.0 / (1.0 + np.exp(-(np.degrees(slope) - 30.0) / 2.5))
+    # Shallow slides start in hollows, where water converges (negative curvature).
+    hollow = 1.0 / (1.0 + np.exp(curvature / (0.5 * curvature.std())))
+    susceptibility = (shaking * steep * hollow).ravel().astype(np.float64)
     susceptibility /= susceptibility.sum()
     del yy, xx, distance
 
@@ -228,9 +231,9 @@ def _scars(spec: SyntheticCubeSpec, rng: np.random.Generator, slope, aspect):
 def _build_scene(spec: SyntheticCubeSpec) -> _Scene:
     rng = np.random.default_rng(np.random.SeedSequence([spec.seed, 1]))
     dem, slope, aspect, curvature = _terrain(spec, rng)
-    strength = _scars(spec, rng, slope, aspect)
-    low = dem < np.percentile(dem, 35)
-    fields = low & (np.degrees(slope) < 8.0) & (strength == 0)
+    strength = _scars(spec, rng, slope, aspect, curvature)
+    # Farmland on the gentle ground of the lower valleys.
+    fields = (dem < np.percentile(dem, 45)) & (np.degrees(slope) < 12.0) & (strength == 0)
     parcel = 24  # pixels: 240 m farm parcels
     parcels = rng.normal(0.0, 2.0, size=(spec.height // parcel + 1, spec.width // parcel + 1))
     harvest = np.repeat(np.repeat(parcels, parcel, 0), parcel, 1)[: spec.height, : spec.width]
@@ -271,8 +274,9 @@ def _backscatter_band(spec, scene, rows, pol, t, time, orbit, after_event, day_o
     level += 3.0 * (cos_local - np.cos(np.radians(INCIDENCE_DEG)))
     level += calibration_db + np.where(fields, 1.5, 0.6) * moisture
     if pol == "vh":
-        # Cross-pol follows the vegetation cycle more than co-pol does.
+        # Cross-pol follows the vegetation (its cycle and water content) more than co-pol does.
         level += 1.0 * np.sin(2 * np.pi * (day_of_year - 200) / 365.0)
+        level += 0.6 * _smooth_field(date_rng, (spec.height, spec.width), cells=24)[rows]
     if after_event:
         strength = scene.strength[rows]
         level = level * (1 - strength) + (BARE_SOIL_DB[pol] + 2.0 * (cos_local - 0.7)) * strength
