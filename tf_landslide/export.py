@@ -199,6 +199,9 @@ def executor(cfg: ExportConfig):
         return
     from distributed import Client, LocalCluster
 
+    # Dask logs every connection at INFO through the root handler absl installs.
+    for name in ("distributed", "distributed.scheduler", "distributed.core"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     if cfg.dask_scheduler:
         with Client(cfg.dask_scheduler) as client:
             log.info("export on the Dask scheduler at %s (%d workers)", cfg.dask_scheduler,
@@ -420,10 +423,11 @@ def export(cfg: ExportConfig) -> dict:
         manifest = _assemble(cfg, table, results, negatives, wanted_negatives, config, out_dir, spool, pool,
                              settings, fingerprint, identity, ds, event, acquisitions, pairs, nan_labels)
     manifest["export_seconds"] = round(time.perf_counter() - started, 2)
-    _atomic_write_bytes(out_dir / MANIFEST_NAME, json.dumps(manifest, indent=1).encode())
+    text = json.dumps(manifest, indent=1)
+    _atomic_write_bytes(out_dir / MANIFEST_NAME, text.encode())
     shutil.rmtree(spool, ignore_errors=True)
     log.info("%s", summary(manifest))
-    return manifest
+    return json.loads(text)  # exactly what a later run reads back
 
 
 def _assemble(cfg, table, results, negatives, wanted_negatives, config, out_dir, spool, pool, settings,

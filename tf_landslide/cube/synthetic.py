@@ -390,7 +390,7 @@ def write_cube(spec: SyntheticCubeSpec, path: str | os.PathLike, zarr_format: in
         group = zarr.open_group(str(staging), mode="r+")
         bands = [slice(y0, min(y0 + spec.chunk, spec.height)) for y0 in range(0, spec.height, spec.chunk)]
         for t, (time, orbit) in enumerate(zip(times, orbits)):
-            doy = pd.Timestamp(time).dayofyear
+            doy = pd.Timestamp(time).day_of_year
             for pol in schema.SAR_VARIABLES:
                 for rows in bands:
                     group[pol][t, rows, :] = _backscatter_band(spec, scene, rows, pol, t, time, orbit, time > event, doy)

@@ -1,0 +1,435 @@
+"""Export benchmark on a Hokkaido-size synthetic cube: wall time against the I/O floor, and peak RSS.
+
+    .venv/bin/python bench/export_bench.py [--cache_dir DIR] [--repeats N] [--config vv_vh_dem_t4]
+
+1. Generates (once, then reused) the synthetic cube the size of the published Hokkaido cube
+   (4398 x 5382 px, 18 timesteps, both orbits) into ``--cache_dir``.
+2. Measures the I/O floor: reading once, band by band, exactly the cube planes the export of
+   ``--config`` reads (the acquisitions its ChannelPlan selects, the DEM variables, the
+   labels) using both cores, and discarding the data. Measured with a pool of threads and
+   with a pool of processes; the floor is the faster of the two. Measured over the whole
+   scene (the floor of ``stats_from='scene'``) and over the rows that hold candidate chips
+   (the floor of the paper's protocol, positive chips only).
+3. Times ``export.export`` with a local Dask cluster of ``--workers`` processes for
+   (a) the paper's protocol (positive chips, ``stats_from='train'``) and (b)
+   ``stats_from='scene'`` (reads every band, the fair comparison with the floor);
+   median of ``--repeats`` runs each, runs interleaved, a fresh records folder per run.
+4. Samples the RSS of the whole process tree (this process, Dask nannies and workers, and
+   their children) every ``--sample_interval`` seconds during each export.
+5. Prints a summary table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import json
+import multiprocessing
+import os
+import shutil
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Self
+
+import numpy as np
+import psutil
+
+from tf_landslide import chips as chips_lib
+from tf_landslide import export as export_lib
+from tf_landslide.config import CubeConfig, ExportConfig
+from tf_landslide.cube import channels as channels_lib
+from tf_landslide.cube import events, schema, synthetic
+from tf_landslide.cube.open import open_cube
+
+RSS_TARGET_BYTES = 2e9
+RATIO_TARGET = 2.0
+GB = 1e9
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+# --- the cube -------------------------------------------------------------------------------
+
+def cube_path(cache_dir: Path, size: str) -> Path:
+    return cache_dir / f"synthetic-{size}-{synthetic.SIZES[size].key()}.zarr"
+
+
+def ensure_cube(cache_dir: Path, size: str) -> tuple[Path, float | None, bool]:
+    """The cube's path, its generation seconds (if known) and whether this run generated it."""
+    path = cube_path(cache_dir, size)
+    sidecar = path.with_name(path.name + ".generation.json")
+    if path.exists():
+        seconds = json.loads(sidecar.read_text())["seconds"] if sidecar.exists() else None
+        return path, seconds, False
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(cache_dir).free
+    log(f"generating the {size} synthetic cube into {path} ({free / GB:.0f} GB free there)")
+    started = time.perf_counter()
+    synthetic.write_cube(synthetic.SIZES[size], path)
+    seconds = time.perf_counter() - started
+    sidecar.write_text(json.dumps({"seconds": seconds}))
+    return path, seconds, True
+
+
+def disk_bytes(path: Path) -> tuple[int, int]:
+    """Apparent size (sum of file sizes) and allocated size (blocks) of a directory tree."""
+    apparent = allocated = 0
+    for root, _, files in os.walk(path):
+        for name in files:
+            st = os.stat(os.path.join(root, name))
+            apparent += st.st_size
+            allocated += st.st_blocks * 512
+    return apparent, allocated
+
+
+def compressor_of(path: Path, variable: str) -> str:
+    meta = path / variable / ".zarray"
+    if meta.exists():
+        data = json.loads(meta.read_text())
+        return json.dumps(data.get("compressor"))
+    meta = path / variable / "zarr.json"
+    if meta.exists():
+        return json.dumps(json.loads(meta.read_text()).get("codecs"))
+    return "?"
+
+
+# --- what the export reads ------------------------------------------------------------------
+
+def export_plan(location: str, config_name: str):
+    """The ChannelPlan the export builds for ``config_name`` (orbit 'auto', the cube's event)."""
+    ds = open_cube(location)
+    config = channels_lib.resolve_channel_config(config_name)
+    event = events.resolve_event("", "", "", location, ds.attrs)
+    orbit = channels_lib.resolve_orbit(ds, "auto")
+    if config.needs_sar:
+        acquisitions = channels_lib.select_acquisitions(ds, event, config.timesteps, orbit)
+    else:
+        acquisitions = channels_lib.Acquisitions(orbit, (), ())
+    pairs = channels_lib.select_pairs(ds, event, orbit) if config.needs_insar else {}
+    return ds, config, channels_lib.ChannelPlan(config.channels, acquisitions, tuple(pairs.items()))
+
+
+def planes_of(plan: channels_lib.ChannelPlan) -> list[tuple[str, str | None, int | None]]:
+    """(variable, indexed dim, index) of every 2-D plane the plan reads, each once, plus the labels."""
+    pairs = dict(plan.pairs)
+    planes = []
+    for channel in plan.channels:
+        if channel in channels_lib.SAR_CHANNELS:
+            pol, side = channel.split("_")
+            indices = plan.acquisitions.before if side == "before" else plan.acquisitions.after
+            planes.extend((pol, schema.TIME_DIM, int(t)) for t in indices)
+        elif channel in channels_lib.COHERENCE_CHANNELS:
+            planes.append(("coherence", schema.PAIR_DIM, int(pairs[channel])))
+        else:
+            planes.append((channel, None, None))
+    planes.append((schema.LABEL_VARIABLE, None, None))
+    return list(dict.fromkeys(planes))
+
+
+def candidate_row_ranges(ds, chip_size: int, band_rows: int) -> list[tuple[int, int]]:
+    """Rows the paper's protocol reads: per band, from its first to its last positive chip.
+
+    Mirrors the export's grouping of candidate chips into bands (positive chips only, no
+    negatives), computed from the public chip table.
+    """
+    table, _ = chips_lib.build_chip_table(ds, chip_size, chip_size, chips_lib.SplitSpec(), band_rows)
+    positive = np.flatnonzero(table.positives > 0)
+    band_of = table.row[positive] // band_rows
+    ranges = []
+    for band in np.unique(band_of):
+        rows = table.row[positive[band_of == band]]
+        ranges.append((int(rows.min()), int(rows.max()) + chip_size))
+    return ranges
+
+
+_OPEN: dict[str, object] = {}
+
+
+def _dataset(location: str):
+    if location not in _OPEN:
+        _OPEN[location] = open_cube(location)
+    return _OPEN[location]
+
+
+def read_rows(location: str, planes: list, y0: int, y1: int) -> int:
+    """Read rows [y0, y1) of every plane (the way ChannelPlan.read_band indexes), discard them."""
+    ds = _dataset(location)
+    total = 0
+    for variable, dim, index in planes:
+        array = ds[variable]
+        selection = {"y": slice(y0, y1)}
+        if dim is not None:
+            selection[dim] = index
+        total += array.isel(selection).values.nbytes
+    return total
+
+
+def _warm(location: str) -> int:
+    _dataset(location)
+    return os.getpid()
+
+
+def measure_floor(location: str, planes: list, ranges: list[tuple[int, int]], workers: int, mode: str) -> tuple[float, int]:
+    """Seconds to read ``planes`` over ``ranges`` with ``workers`` threads or processes (pool start excluded)."""
+    if mode == "threads":
+        pool = concurrent.futures.ThreadPoolExecutor(workers)
+    else:
+        pool = concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    with pool:
+        _dataset(location)
+        # Start every worker and open the cube in it before timing.
+        list(pool.map(_warm, [location] * workers * 2))
+        started = time.perf_counter()
+        nbytes = sum(pool.map(read_rows, [location] * len(ranges), [planes] * len(ranges),
+                              [a for a, _ in ranges], [b for _, b in ranges]))
+        seconds = time.perf_counter() - started
+    return seconds, nbytes
+
+
+# --- memory ---------------------------------------------------------------------------------
+
+def tree_rss(root: psutil.Process) -> tuple[int, int]:
+    """Sum of RSS over ``root`` and all its descendants, and how many processes that is."""
+    procs = [root]
+    try:
+        procs += root.children(recursive=True)
+    except psutil.Error:
+        pass
+    total = 0
+    counted = 0
+    for proc in procs:
+        try:
+            total += proc.memory_info().rss
+            counted += 1
+        except psutil.Error:
+            pass
+    return total, counted
+
+
+class RssSampler:
+    """Samples the process tree's summed RSS in a thread; ``peak`` after the block exits."""
+
+    def __init__(self, interval: float):
+        self.interval = interval
+        self.root = psutil.Process()
+        self.peak = 0
+        self.peak_procs = 0
+        self.samples = 0
+        self.baseline = tree_rss(self.root)[0]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while True:
+            rss, procs = tree_rss(self.root)
+            self.samples += 1
+            if rss > self.peak:
+                self.peak, self.peak_procs = rss, procs
+            if self._stop.wait(self.interval):
+                return
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+# --- the export -----------------------------------------------------------------------------
+
+CASES = {
+    "a": ("paper protocol: positive chips, stats_from=train", "train"),
+    "b": ("stats_from=scene: every band is read", "scene"),
+}
+
+
+def run_export(location: str, args, case: str, repeat: int, work: Path) -> dict:
+    records_dir = work / f"case-{case}-run-{repeat}"
+    shutil.rmtree(records_dir, ignore_errors=True)
+    cfg = ExportConfig(
+        cube=CubeConfig(cube=location),
+        config=args.config,
+        records_dir=str(records_dir),
+        stats_from=CASES[case][1],
+        workers=args.workers,
+        progress=False,
+        overwrite=True,
+    )
+    with RssSampler(args.sample_interval) as sampler:
+        started = time.perf_counter()
+        manifest = export_lib.export(cfg)
+        seconds = time.perf_counter() - started
+    shutil.rmtree(records_dir, ignore_errors=True)
+    chips = {split: info["chips"] for split, info in manifest["splits"].items()}
+    return {
+        "case": case,
+        "repeat": repeat,
+        "seconds": seconds,
+        "manifest_seconds": manifest.get("export_seconds"),
+        "peak_rss": sampler.peak,
+        "peak_procs": sampler.peak_procs,
+        "baseline_rss": sampler.baseline,
+        "samples": sampler.samples,
+        "chips": chips,
+        "total_chips": manifest["totals"]["chips"],
+        "skipped": manifest["totals"]["skipped_nodata_chips"],
+        "shards": sum(len(info["shards"]) for info in manifest["splits"].values()),
+        "record_bytes": sum(s["bytes"] for info in manifest["splits"].values() for s in info["shards"]),
+    }
+
+
+# --- report ---------------------------------------------------------------------------------
+
+def table(rows: list[tuple[str, str]]) -> str:
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"  {k:<{width}}  {v}" for k, v in rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cache_dir", default="/tmp/tf_landslide_bench", help="where the cube and records go")
+    parser.add_argument("--repeats", type=int, default=3, help="export runs per case (median reported)")
+    parser.add_argument("--size", default="hokkaido", choices=sorted(synthetic.SIZES),
+                        help="synthetic cube size (hokkaido for the benchmark; smaller ones for a smoke test)")
+    parser.add_argument("--config", default="vv_vh_dem_t4", help="channel configuration to export")
+    parser.add_argument("--workers", type=int, default=2, help="Dask workers, and the floor's pool size")
+    parser.add_argument("--cases", default="ab", help="which export cases to run: a (train stats), b (scene stats)")
+    parser.add_argument("--sample_interval", type=float, default=0.05, help="RSS sampling period, seconds")
+    parser.add_argument("--json", default="", help="also write the figures to this JSON file")
+    args = parser.parse_args(argv)
+    cache_dir = Path(args.cache_dir)
+
+    # 1. the cube
+    path, generation_seconds, generated = ensure_cube(cache_dir, args.size)
+    location = str(path)
+    apparent, allocated = disk_bytes(path)
+    ds, config, plan = export_plan(location, args.config)
+    memory = sum(ds[name].nbytes for name in ds.data_vars)
+    sizes = dict(ds.sizes)
+    gen_text = (f"{generation_seconds:.1f} s" if generation_seconds is not None else "unknown") + (
+        " (this run)" if generated else " (earlier run, reused)")
+    log(f"cube {path}: sizes {sizes}; generation {gen_text}; on disk {apparent / GB:.2f} GB "
+        f"({allocated / GB:.2f} GB allocated); data variables in memory {memory / GB:.2f} GB; "
+        f"compressor {compressor_of(path, 'vv')}")
+
+    # 2. the I/O floor
+    planes = planes_of(plan)
+    plane_bytes = sum(ds[v].isel({d: i} if d else {}).nbytes for v, d, i in planes)
+    height = sizes["y"]
+    band_rows = ExportConfig(cube=CubeConfig()).band_rows
+    chip_size = ExportConfig(cube=CubeConfig()).chip_size
+    scene_ranges = [(y0, min(height, y0 + band_rows)) for y0 in range(0, height, band_rows)]
+    positive_ranges = candidate_row_ranges(ds, chip_size, band_rows)
+    positive_rows = sum(b - a for a, b in positive_ranges)
+    log(f"{config.name}: acquisitions before {plan.acquisitions.before} after {plan.acquisitions.after} "
+        f"({plan.acquisitions.orbit}); {len(planes)} planes read: {planes}; {plane_bytes / GB:.2f} GB decoded")
+    floors = {}
+    for scope, ranges in (("scene", scene_ranges), ("positive", positive_ranges)):
+        for mode in ("threads", "processes"):
+            seconds, nbytes = measure_floor(location, planes, ranges, args.workers, mode)
+            floors[(scope, mode)] = seconds
+            log(f"floor {scope:8s} {mode:9s}: {seconds:6.2f} s for {nbytes / GB:.2f} GB "
+                f"({nbytes / seconds / 1e6:.0f} MB/s decoded), {len(ranges)} bands")
+    floor_scene = min(floors[("scene", m)] for m in ("threads", "processes"))
+    floor_positive = min(floors[("positive", m)] for m in ("threads", "processes"))
+
+    # 3-4. the exports, interleaved
+    work = cache_dir / "records-bench"
+    runs: dict[str, list[dict]] = {case: [] for case in args.cases}
+    for repeat in range(args.repeats):
+        for case in args.cases:
+            result = run_export(location, args, case, repeat, work)
+            runs[case].append(result)
+            log(f"export ({case}) run {repeat + 1}/{args.repeats}: {result['seconds']:.2f} s "
+                f"(manifest {result['manifest_seconds']} s), peak RSS {result['peak_rss'] / GB:.2f} GB over "
+                f"{result['peak_procs']} processes (baseline {result['baseline_rss'] / GB:.2f} GB, "
+                f"{result['samples']} samples), chips {result['chips']}, skipped {result['skipped']}")
+    shutil.rmtree(work, ignore_errors=True)
+
+    # 5. summary
+    figures = {
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "cube": {"path": location, "sizes": sizes, "orbits": _orbit_counts(ds), "generation": gen_text,
+                 "disk_bytes": apparent, "disk_allocated_bytes": allocated, "memory_bytes": memory},
+        "config": {"name": config.name, "channels": len(config.channels), "timesteps": config.timesteps,
+                   "orbit": plan.acquisitions.orbit, "planes": len(planes), "plane_bytes": plane_bytes},
+        "floor": {f"{scope}/{mode}": seconds for (scope, mode), seconds in floors.items()},
+        "floor_scene": floor_scene,
+        "floor_positive": floor_positive,
+        "positive_rows": [positive_rows, height, len(positive_ranges)],
+        "workers": args.workers,
+        "runs": runs,
+    }
+    print("\n==== tf_landslide export benchmark summary ====")
+    print(summary_table(figures), flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=1, default=str))
+    return 0
+
+
+def summary_table(f: dict) -> str:
+    cube, config, floor = f["cube"], f["config"], f["floor"]
+    sizes = cube["sizes"]
+    orbits = ", ".join(f"{k}: {v}" for k, v in sorted(cube["orbits"].items()))
+    rows_read, height, bands = f["positive_rows"]
+    rows = [
+        ("command", f["command"]),
+        ("machine", f"{os.cpu_count()} cpus, {psutil.virtual_memory().total / GB:.1f} GB RAM"),
+        ("cube", f"{sizes['y']} x {sizes['x']} px, {sizes[schema.TIME_DIM]} timesteps ({orbits}), "
+                 + f"{sizes.get(schema.PAIR_DIM, 0)} pairs"),
+        ("cube generation", cube["generation"]),
+        ("cube on disk", f"{cube['disk_bytes'] / GB:.2f} GB ({cube['disk_allocated_bytes'] / GB:.2f} GB allocated)"),
+        ("cube data variables in memory", f"{cube['memory_bytes'] / GB:.2f} GB"),
+        ("config", f"{config['name']}: {config['channels']} channels, k={config['timesteps']}, "
+                   + f"orbit {config['orbit']}, {config['planes']} planes incl. labels"),
+        ("planes read, whole scene", f"{config['plane_bytes'] / GB:.2f} GB decoded"),
+        ("floor, whole scene", f"{f['floor_scene']:.2f} s (threads {floor['scene/threads']:.2f} s, "
+                               + f"processes {floor['scene/processes']:.2f} s; {f['workers']} workers)"),
+        ("floor, positive-chip rows", f"{f['floor_positive']:.2f} s (threads {floor['positive/threads']:.2f} s, "
+                                      + f"processes {floor['positive/processes']:.2f} s; "
+                                      + f"{rows_read}/{height} rows in {bands} bands)"),
+    ]
+    for case, results in f["runs"].items():
+        if not results:
+            continue
+        own_floor = f["floor_scene"] if case == "b" else f["floor_positive"]
+        seconds = [r["seconds"] for r in results]
+        median = statistics.median(seconds)
+        peaks = [r["peak_rss"] for r in results]
+        last = results[-1]
+        ratio = median / own_floor
+        ratio_text = f"{ratio:.2f}x its own floor ({own_floor:.2f} s)"
+        if case == "b":
+            ratio_text += f"  [target <= {RATIO_TARGET:g}x: {'met' if ratio <= RATIO_TARGET else 'MISSED'}]"
+        else:
+            ratio_text += f"; {median / f['floor_scene']:.2f}x the whole-scene floor"
+        rss_verdict = "met" if max(peaks) <= RSS_TARGET_BYTES else "MISSED"
+        rows += [
+            (f"export ({case})", CASES[case][0]),
+            ("  wall time, median", f"{median:.2f} s (runs: {', '.join(f'{s:.2f}' for s in seconds)})"),
+            ("  ratio export / floor", ratio_text),
+            ("  peak RSS, process tree", f"{max(peaks) / GB:.2f} GB (runs: {', '.join(f'{p / GB:.2f}' for p in peaks)};"
+                                        + f" {last['peak_procs']} processes)"
+                                        + f"  [target <= {RSS_TARGET_BYTES / GB:g} GB: {rss_verdict}]"),
+            ("  chips per split", ", ".join(f"{k} {v}" for k, v in last["chips"].items())
+                                  + f" (total {last['total_chips']}, skipped as no-data {last['skipped']})"),
+            ("  records", f"{last['shards']} shards, {last['record_bytes'] / 1e6:.0f} MB"),
+            ("  chips/s", f"{last['total_chips'] / median:.1f}"),
+        ]
+    return table(rows)
+
+
+def _orbit_counts(ds) -> dict[str, int]:
+    codes = np.asarray(ds[schema.ORBIT_COORD].values).astype(str)
+    return {str(code): int((codes == code).sum()) for code in np.unique(codes)}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

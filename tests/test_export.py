@@ -1,0 +1,210 @@
+"""The export stage: records equal the chips, manifests tell the truth, runs resume."""
+
+import dataclasses
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import xarray as xr
+
+from tests.conftest import tiny_export_config
+from tf_landslide import export, records
+from tf_landslide.cube import channels, events
+from tf_landslide.cube.open import open_cube
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _read_split(out_dir: Path, manifest: dict, split: str):
+    """All records of a split as (image float32 NHWC, label NHW, rows, cols, origins, splits)."""
+    spec = records.feature_spec()
+    images, labels, meta = [], [], []
+    for shard in manifest["splits"][split]["shards"]:
+        for raw in records.read_tfrecord(out_dir / shard["file"], manifest["records"]["compression"]):
+            parsed = tf.io.parse_single_example(raw, spec)
+            shape = parsed[records.SHAPE].numpy()
+            image = np.frombuffer(parsed[records.IMAGE].numpy(), manifest["records"]["dtype"]).reshape(shape)
+            images.append(image.astype(np.float32))
+            labels.append(np.frombuffer(parsed[records.LABEL].numpy(), np.uint8).reshape(shape[:2]))
+            origin = np.frombuffer(parsed[records.ORIGIN].numpy(), "<f8")
+            meta.append((int(parsed[records.ROW]), int(parsed[records.COL]), tuple(origin), parsed[records.SPLIT].numpy().decode()))
+    return images, labels, meta
+
+
+def _shard_bytes(out_dir: Path) -> dict:
+    return {p.name: p.read_bytes() for p in sorted(out_dir.glob("*-of-*"))}
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_cube, tmp_path_factory):
+    cfg = tiny_export_config(tiny_cube, tmp_path_factory.mktemp("records"))
+    manifest = export.export(cfg)
+    return cfg, manifest, Path(cfg.records_dir) / cfg.config
+
+
+def test_records_decode_back_to_exactly_the_chips(exported, tiny_cube):
+    cfg, manifest, out_dir = exported
+    ds = open_cube(tiny_cube)
+    event = events.resolve_event(None, None, None, tiny_cube, ds.attrs)
+    plan = channels.ChannelPlan(
+        manifest["channels"], channels.select_acquisitions(ds, event, 2, "descending"))
+    scene = np.moveaxis(plan.read_band(ds, slice(0, ds.sizes["y"])), 0, -1)
+    labels = ds["landslides"].values
+    x0, dx, y0, dy = manifest["cube"]["transform"][2], manifest["cube"]["transform"][0], \
+        manifest["cube"]["transform"][5], manifest["cube"]["transform"][4]
+    total = 0
+    for split in ("train", "val", "test"):
+        images, masks, meta = _read_split(out_dir, manifest, split)
+        assert [[r, c] for r, c, _, _ in meta] == manifest["splits"][split]["locations"]
+        for image, mask, (row, col, origin, record_split) in zip(images, masks, meta):
+            expected = scene[row:row + 32, col:col + 32].astype(np.float16).astype(np.float32)
+            np.testing.assert_array_equal(image, expected)
+            np.testing.assert_array_equal(mask, labels[row:row + 32, col:col + 32])
+            assert mask.any(), "the paper keeps only chips with a landslide pixel"
+            assert origin == pytest.approx((x0 + col * dx, y0 + row * dy))
+            assert record_split == split
+        total += len(images)
+    assert total == manifest["totals"]["chips"] > 0
+
+
+def test_manifest_tells_the_truth(exported):
+    cfg, manifest, out_dir = exported
+    assert manifest["channels"] == list(channels.study_configs()["vv_vh_dem_t2"].channels)
+    assert [a["time"] for a in manifest["acquisitions"]["after"]][0] == "2018-09-05T20:40:12Z"
+    assert all(a["orbit"] == "d" for side in manifest["acquisitions"].values() for a in side)
+    train_images, _, _ = _read_split(out_dir, manifest, "train")
+    stack = np.stack(train_images).reshape(-1, len(manifest["channels"])).astype(np.float64)
+    mean = [manifest["normalisation"]["mean"][c] for c in manifest["channels"]]
+    std = [manifest["normalisation"]["std"][c] for c in manifest["channels"]]
+    # Statistics come from float32 values; records hold float16: agreement within quantisation.
+    np.testing.assert_allclose(np.nanmean(stack, 0), mean, rtol=2e-3, atol=2e-3)
+    np.testing.assert_allclose(np.nanstd(stack, 0), std, rtol=2e-3)
+    for split, info in manifest["splits"].items():
+        _, masks, _ = _read_split(out_dir, manifest, split)
+        assert info["chips"] == len(masks)
+        assert info["positive_pixels"] == sum(int(m.sum()) for m in masks)
+        for shard in info["shards"]:
+            path = out_dir / shard["file"]
+            assert records.count_records(path) == shard["records"]
+            assert export.file_digest(path) == shard["sha256"] and path.stat().st_size == shard["bytes"]
+    assert not (out_dir / export.WORK_DIR).exists()
+    assert "whole scene" in manifest["normalisation"]["note"]
+
+
+def test_rerun_is_a_no_op(exported):
+    cfg, manifest, out_dir = exported
+    before = {p.name: p.stat().st_mtime_ns for p in out_dir.iterdir()}
+    again = export.export(cfg)
+    assert again == manifest
+    assert {p.name: p.stat().st_mtime_ns for p in out_dir.iterdir()} == before
+
+
+def test_splits_are_per_location_and_identical_across_configurations(tiny_cube, tmp_path):
+    locations = {}
+    for config in ("vv_t1", "dem", "vv_vh_dem_t3"):
+        manifest = export.export(tiny_export_config(tiny_cube, tmp_path, config=config, max_nodata_fraction=1.0))
+        locations[config] = {s: info["locations"] for s, info in manifest["splits"].items()}
+    assert locations["vv_t1"] == locations["dem"] == locations["vv_vh_dem_t3"]
+    assert all(locations["dem"][s] for s in ("train", "val", "test"))
+
+
+def test_other_settings_need_overwrite(exported, tmp_path):
+    cfg, manifest, out_dir = exported
+    changed = dataclasses.replace(cfg, split=dataclasses.replace(cfg.split, seed=7))
+    with pytest.raises(export.ExportError, match="--overwrite"):
+        export.export(changed)
+    assert json.loads((out_dir / export.MANIFEST_NAME).read_text()) == manifest  # nothing lost
+    fresh = dataclasses.replace(changed, records_dir=str(tmp_path))
+    replaced = export.export(dataclasses.replace(fresh, overwrite=True))
+    assert replaced["fingerprint"] != manifest["fingerprint"]
+
+
+def test_interrupted_export_resumes_to_identical_shards(tiny_cube, tmp_path, monkeypatch):
+    """A hard kill (SIGKILL, no clean-up) after the first shard, then a plain re-run."""
+    reference_cfg = tiny_export_config(tiny_cube, tmp_path / "reference", shard_mb=0.03)
+    reference = export.export(reference_cfg)
+    n_shards = sum(len(s["shards"]) for s in reference["splits"].values())
+    assert n_shards >= 4, "the test needs several shards"
+
+    killed_dir = tmp_path / "killed"
+    script = textwrap.dedent(f"""
+        import os, signal
+        from tests.conftest import tiny_export_config
+        from tf_landslide import export, records
+        written = records.write_tfrecord
+        def write_then_die(path, recs, compression=""):
+            count = written(path, recs, compression)
+            os.kill(os.getpid(), signal.SIGKILL)
+        export.records.write_tfrecord = write_then_die
+        export.export(tiny_export_config({tiny_cube!r}, {str(killed_dir)!r}, shard_mb=0.03))
+    """)
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == -9, result.stderr
+    out_dir = killed_dir / "vv_vh_dem_t2"
+    assert not (out_dir / export.MANIFEST_NAME).exists(), "a killed export must not leave a manifest"
+    assert len(list(out_dir.glob("*-of-*"))) == 1
+
+    resumed = export.export(tiny_export_config(tiny_cube, killed_dir, shard_mb=0.03))
+    assert _shard_bytes(out_dir) == _shard_bytes(tmp_path / "reference" / "vv_vh_dem_t2")
+    assert resumed["splits"] == reference["splits"]
+
+
+def test_dask_local_cluster_gives_the_same_bytes(exported, tiny_cube, tmp_path):
+    cfg, manifest, out_dir = exported
+    parallel = export.export(dataclasses.replace(cfg, records_dir=str(tmp_path), workers=2))
+    assert parallel["splits"] == manifest["splits"]
+    assert _shard_bytes(tmp_path / cfg.config) == _shard_bytes(out_dir)
+
+
+def test_negatives_gzip_and_scene_statistics(tiny_cube, tmp_path):
+    cfg = tiny_export_config(tiny_cube, tmp_path, config="vv_t1", negative_ratio=0.5, compression="GZIP",
+                             stats_from="scene")
+    manifest = export.export(cfg)
+    out_dir = tmp_path / "vv_t1"
+    positive_chips = sum(info["positive_chips"] for info in manifest["splits"].values())
+    assert manifest["totals"]["chips"] - positive_chips == int(np.ceil(0.5 * positive_chips))
+    shard = out_dir / manifest["splits"]["train"]["shards"][0]["file"]
+    assert sum(1 for _ in tf.data.TFRecordDataset(str(shard), "GZIP")) == manifest["splits"]["train"]["shards"][0]["records"]
+    # Whole-scene statistics: the mean log-VV over every valid pixel of the scene.
+    ds = open_cube(tiny_cube)
+    event = events.resolve_event(None, None, None, tiny_cube, ds.attrs)
+    plan = channels.ChannelPlan(("vv_before",), channels.select_acquisitions(ds, event, 1, "descending"))
+    scene = plan.read_band(ds, slice(0, ds.sizes["y"]))
+    assert manifest["normalisation"]["mean"]["vv_before"] == pytest.approx(float(np.nanmean(scene)), rel=1e-5)
+    assert manifest["normalisation"]["source"].startswith("whole scene")
+
+
+def test_mostly_empty_chips_are_skipped_and_counted(tiny_cube, tmp_path):
+    ds = xr.open_zarr(tiny_cube).load()
+    rows, cols = np.nonzero(ds["landslides"].values)
+    row, col = rows[0] // 32 * 32, cols[0] // 32 * 32  # a positive chip
+    vv = ds["vv"].values
+    vv[:, row:row + 32, col:col + 32] = np.nan
+    ds["vv"] = (ds["vv"].dims, vv)
+    path = tmp_path / "holes.zarr"
+    ds.to_zarr(path, zarr_format=2, consolidated=True)
+    manifest = export.export(tiny_export_config(str(path), tmp_path / "records", config="vv_t1"))
+    assert manifest["totals"]["skipped_nodata_chips"] == 1
+    kept = [loc for info in manifest["splits"].values() for loc in info["locations"]]
+    assert [row, col] not in kept
+
+
+def test_cli_exports_with_a_flagfile_and_reports_bad_flags(tiny_cube, tmp_path):
+    command = [sys.executable, "-m", "export", "--flagfile=configs/smoke.flags", f"--cube={tiny_cube}",
+               f"--records_dir={tmp_path}", "--progress=false"]
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "smoke" / export.MANIFEST_NAME).exists()
+    assert "chips" in done.stderr  # the summary
+
+    bad = subprocess.run(command + ["--channels=", "--config=vv_t9"], cwd=REPO, capture_output=True, text=True)
+    assert bad.returncode == 2
+    assert "--config='vv_t9' is not a study configuration" in bad.stderr and "Traceback" not in bad.stderr
+    plain = [sys.executable, "-m", "export", f"--cube={tiny_cube}", f"--records_dir={tmp_path}", "--chip_size=32"]
+    many = subprocess.run(plain + ["--config=vv_t4"], cwd=REPO, capture_output=True, text=True)
+    assert many.returncode == 2 and "vv_t3" in many.stderr  # names the configuration the cube can feed
