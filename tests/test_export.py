@@ -207,4 +207,4 @@ def test_cli_exports_with_a_flagfile_and_reports_bad_flags(tiny_cube, tmp_path):
     assert "--config='vv_t9' is not a study configuration" in bad.stderr and "Traceback" not in bad.stderr
     plain = [sys.executable, "-m", "export", f"--cube={tiny_cube}", f"--records_dir={tmp_path}", "--chip_size=32"]
     many = subprocess.run(plain + ["--config=vv_t4"], cwd=REPO, capture_output=True, text=True)
-    assert many.returncode == 2 and "vv_t3" in many.stderr  # names the configuration the cube can feed
+    assert many.returncode == 2 and "*_t3 configuration" in many.stderr  # names the configuration the cube can feed
