@@ -19,8 +19,9 @@ def describe(name: str, n_channels: int, timesteps: int) -> str:
     if name == "dem":
         return f"DEM only (elevation, slope, aspect, curvature): {n_channels} channels"
     prefix = name.rsplit("_t", 1)[0]
-    return (f"{DESCRIPTIONS[prefix]}, mean of {timesteps} acquisition(s) before and after the event: "
-            f"{n_channels} channels")
+    return (
+        f"{DESCRIPTIONS[prefix]}, mean of {timesteps} acquisition(s) before and after the event: {n_channels} channels"
+    )
 
 
 def study_flagfile(name: str) -> str:

@@ -1,6 +1,6 @@
 """Export a channel configuration of a datacube to sharded TFRecords and a manifest.
 
-    python -m export --flagfile=configs/vv_vh_dem_t1.flags [--cube=PATH_OR_URL] [--overwrite]
+python -m export --flagfile=configs/vv_vh_dem_t1.flags [--cube=PATH_OR_URL] [--overwrite]
 """
 
 import sys

@@ -20,7 +20,9 @@ def test_positive_counts_equal_numpy_whatever_the_band_height():
     rng = np.random.default_rng(1)
     labels = (rng.random((100, 70)) > 0.9).astype(np.float32)
     labels[3, 4] = np.nan
-    expected = np.array([[np.nansum(labels[r:r + 16, c:c + 16]) for c in range(0, 55, 16)] for r in range(0, 85, 16)])
+    expected = np.array(
+        [[np.nansum(labels[r : r + 16, c : c + 16]) for c in range(0, 55, 16)] for r in range(0, 85, 16)]
+    )
     for band_rows in (16, 48, 1000):
         rows, cols, counts, nan = chips.count_positives(_labels(labels), 16, 16, band_rows)
         assert rows.tolist() == [0, 16, 32, 48, 64, 80] and cols.tolist() == [0, 16, 32, 48]

@@ -32,7 +32,14 @@ def _read_split(out_dir: Path, manifest: dict, split: str):
             images.append(image.astype(np.float32))
             labels.append(np.frombuffer(parsed[records.LABEL].numpy(), np.uint8).reshape(shape[:2]))
             origin = np.frombuffer(parsed[records.ORIGIN].numpy(), "<f8")
-            meta.append((int(parsed[records.ROW]), int(parsed[records.COL]), tuple(origin), parsed[records.SPLIT].numpy().decode()))
+            meta.append(
+                (
+                    int(parsed[records.ROW]),
+                    int(parsed[records.COL]),
+                    tuple(origin),
+                    parsed[records.SPLIT].numpy().decode(),
+                )
+            )
     return images, labels, meta
 
 
@@ -51,20 +58,23 @@ def test_records_decode_back_to_exactly_the_chips(exported, tiny_cube):
     cfg, manifest, out_dir = exported
     ds = open_cube(tiny_cube)
     event = events.resolve_event(None, None, None, tiny_cube, ds.attrs)
-    plan = channels.ChannelPlan(
-        manifest["channels"], channels.select_acquisitions(ds, event, 2, "descending"))
+    plan = channels.ChannelPlan(manifest["channels"], channels.select_acquisitions(ds, event, 2, "descending"))
     scene = np.moveaxis(plan.read_band(ds, slice(0, ds.sizes["y"])), 0, -1)
     labels = ds["landslides"].values
-    x0, dx, y0, dy = manifest["cube"]["transform"][2], manifest["cube"]["transform"][0], \
-        manifest["cube"]["transform"][5], manifest["cube"]["transform"][4]
+    x0, dx, y0, dy = (
+        manifest["cube"]["transform"][2],
+        manifest["cube"]["transform"][0],
+        manifest["cube"]["transform"][5],
+        manifest["cube"]["transform"][4],
+    )
     total = 0
     for split in ("train", "val", "test"):
         images, masks, meta = _read_split(out_dir, manifest, split)
         assert [[r, c] for r, c, _, _ in meta] == manifest["splits"][split]["locations"]
-        for image, mask, (row, col, origin, record_split) in zip(images, masks, meta):
-            expected = scene[row:row + 32, col:col + 32].astype(np.float16).astype(np.float32)
+        for image, mask, (row, col, origin, record_split) in zip(images, masks, meta, strict=False):
+            expected = scene[row : row + 32, col : col + 32].astype(np.float16).astype(np.float32)
             np.testing.assert_array_equal(image, expected)
-            np.testing.assert_array_equal(mask, labels[row:row + 32, col:col + 32])
+            np.testing.assert_array_equal(mask, labels[row : row + 32, col : col + 32])
             assert mask.any(), "the paper keeps only chips with a landslide pixel"
             assert origin == pytest.approx((x0 + col * dx, y0 + row * dy))
             assert record_split == split
@@ -162,14 +172,18 @@ def test_dask_local_cluster_gives_the_same_bytes(exported, tiny_cube, tmp_path):
 
 
 def test_negatives_gzip_and_scene_statistics(tiny_cube, tmp_path):
-    cfg = tiny_export_config(tiny_cube, tmp_path, config="vv_t1", negative_ratio=0.5, compression="GZIP",
-                             stats_from="scene")
+    cfg = tiny_export_config(
+        tiny_cube, tmp_path, config="vv_t1", negative_ratio=0.5, compression="GZIP", stats_from="scene"
+    )
     manifest = export.export(cfg)
     out_dir = tmp_path / "vv_t1"
     positive_chips = sum(info["positive_chips"] for info in manifest["splits"].values())
     assert manifest["totals"]["chips"] - positive_chips == int(np.ceil(0.5 * positive_chips))
     shard = out_dir / manifest["splits"]["train"]["shards"][0]["file"]
-    assert sum(1 for _ in tf.data.TFRecordDataset(str(shard), "GZIP")) == manifest["splits"]["train"]["shards"][0]["records"]
+    assert (
+        sum(1 for _ in tf.data.TFRecordDataset(str(shard), "GZIP"))
+        == manifest["splits"]["train"]["shards"][0]["records"]
+    )
     # Whole-scene statistics: the mean log-VV over every valid pixel of the scene.
     ds = open_cube(tiny_cube)
     event = events.resolve_event(None, None, None, tiny_cube, ds.attrs)
@@ -184,7 +198,7 @@ def test_mostly_empty_chips_are_skipped_and_counted(tiny_cube, tmp_path):
     rows, cols = np.nonzero(ds["landslides"].values)
     row, col = rows[0] // 32 * 32, cols[0] // 32 * 32  # a positive chip
     vv = ds["vv"].values
-    vv[:, row:row + 32, col:col + 32] = np.nan
+    vv[:, row : row + 32, col : col + 32] = np.nan
     ds["vv"] = (ds["vv"].dims, vv)
     path = tmp_path / "holes.zarr"
     ds.to_zarr(path, zarr_format=2, consolidated=True)
@@ -195,8 +209,15 @@ def test_mostly_empty_chips_are_skipped_and_counted(tiny_cube, tmp_path):
 
 
 def test_cli_exports_with_a_flagfile_and_reports_bad_flags(tiny_cube, tmp_path):
-    command = [sys.executable, "-m", "export", "--flagfile=configs/smoke.flags", f"--cube={tiny_cube}",
-               f"--records_dir={tmp_path}", "--progress=false"]
+    command = [
+        sys.executable,
+        "-m",
+        "export",
+        "--flagfile=configs/smoke.flags",
+        f"--cube={tiny_cube}",
+        f"--records_dir={tmp_path}",
+        "--progress=false",
+    ]
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "smoke" / export.MANIFEST_NAME).exists()

@@ -22,18 +22,22 @@ def _tf_example(image, label, channels, row, col, origin, split):
     def i(values):
         return tf.train.Feature(int64_list=tf.train.Int64List(value=values))
 
-    return tf.train.Example(features=tf.train.Features(feature={
-        records.IMAGE: b([image.tobytes()]),
-        records.LABEL: b([label.tobytes()]),
-        records.SHAPE: i(list(image.shape)),
-        records.CHANNELS: b([c.encode() for c in channels]),
-        records.DTYPE: b([image.dtype.name.encode()]),
-        records.ROW: i([row]),
-        records.COL: i([col]),
-        records.ORIGIN: b([np.asarray(origin, "<f8").tobytes()]),
-        records.SPLIT: b([split.encode()]),
-        records.POSITIVES: i([int(label.sum())]),
-    })).SerializeToString(deterministic=True)
+    return tf.train.Example(
+        features=tf.train.Features(
+            feature={
+                records.IMAGE: b([image.tobytes()]),
+                records.LABEL: b([label.tobytes()]),
+                records.SHAPE: i(list(image.shape)),
+                records.CHANNELS: b([c.encode() for c in channels]),
+                records.DTYPE: b([image.dtype.name.encode()]),
+                records.ROW: i([row]),
+                records.COL: i([col]),
+                records.ORIGIN: b([np.asarray(origin, "<f8").tobytes()]),
+                records.SPLIT: b([split.encode()]),
+                records.POSITIVES: i([int(label.sum())]),
+            }
+        )
+    ).SerializeToString(deterministic=True)
 
 
 @pytest.mark.parametrize("dtype", records.RECORD_DTYPES)

@@ -32,7 +32,9 @@ class SplitSpec:
         if self.method not in SPLIT_METHODS:
             raise ValueError(f"--split={self.method!r}; choose one of {list(SPLIT_METHODS)}")
         if len(self.fractions) != 3 or min(self.fractions) < 0 or abs(sum(self.fractions) - 1) > 1e-6:
-            raise ValueError(f"--split_fractions={list(self.fractions)} must be three non-negative numbers summing to 1")
+            raise ValueError(
+                f"--split_fractions={list(self.fractions)} must be three non-negative numbers summing to 1"
+            )
         if self.block < 1:
             raise ValueError(f"--split_block must be >= 1, got {self.block}")
 
@@ -57,7 +59,9 @@ def grid_origins(length: int, size: int, stride: int) -> np.ndarray:
     return np.arange(0, length - size + 1, stride, dtype=np.int64)
 
 
-def count_positives(labels: xr.DataArray, size: int, stride: int, band_rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+def count_positives(
+    labels: xr.DataArray, size: int, stride: int, band_rows: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """Landslide pixels per chip, reading the label raster in bands of rows.
 
     Returns (row origins, col origins, counts [rows, cols], NaN label count). Raises
@@ -68,14 +72,14 @@ def count_positives(labels: xr.DataArray, size: int, stride: int, band_rows: int
     counts = np.zeros((rows.size, cols.size), np.int64)
     nan_total = 0
     for start in range(0, rows.size, max(1, band_rows // stride)):
-        chunk = rows[start: start + max(1, band_rows // stride)]
+        chunk = rows[start : start + max(1, band_rows // stride)]
         y0, y1 = int(chunk[0]), int(chunk[-1]) + size
         band = labels.isel(y=slice(y0, y1)).values
         nan_total += check_labels(band, f" (rows {y0}..{y1})")
         positive = np.nan_to_num(band, nan=0) > 0
         for i, r in enumerate(chunk, start):
-            strip = positive[r - y0: r - y0 + size]
-            counts[i] = [strip[:, c: c + size].sum() for c in cols]
+            strip = positive[r - y0 : r - y0 + size]
+            counts[i] = [strip[:, c : c + size].sum() for c in cols]
     return rows, cols, counts, nan_total
 
 
@@ -96,7 +100,7 @@ def assign_splits(row_index: np.ndarray, col_index: np.ndarray, positive: np.nda
             n_train = int(members.size * spec.fractions[0])
             n_val = int(members.size * spec.fractions[1])
             split[order[:n_train]] = 0
-            split[order[n_train: n_train + n_val]] = 1
+            split[order[n_train : n_train + n_val]] = 1
         return split
     block_id = (row_index // spec.block) * (int(col_index.max(initial=0)) // spec.block + 1) + col_index // spec.block
     blocks, inverse = np.unique(block_id, return_inverse=True)

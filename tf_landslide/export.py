@@ -40,7 +40,7 @@ from tf_landslide import records
 from tf_landslide.config import CubeConfig, ExportConfig
 from tf_landslide.cube import channels as channels_lib
 from tf_landslide.cube import events, schema, synthetic
-from tf_landslide.cube.open import CubeError, acquisitions_by_orbit, open_cube, validate_cube
+from tf_landslide.cube.open import acquisitions_by_orbit, open_cube, validate_cube
 from tf_landslide.normalisation import ChannelMoments
 
 log = logging.getLogger("tf_landslide.export")
@@ -97,8 +97,15 @@ def _atomic_save_npy(path: Path, array: np.ndarray) -> None:
     os.replace(partial, path)
 
 
-def scan_band(location: str, plan: channels_lib.ChannelPlan, task: BandTask, chip_size: int,
-              max_nodata_fraction: float, record_dtype: str, spool: str) -> dict:
+def scan_band(
+    location: str,
+    plan: channels_lib.ChannelPlan,
+    task: BandTask,
+    chip_size: int,
+    max_nodata_fraction: float,
+    record_dtype: str,
+    spool: str,
+) -> dict:
     """Read one band, keep chips that are not mostly no-data, spool them; return their metadata.
 
     Idempotent: a band whose metadata file exists was finished by an earlier run.
@@ -115,7 +122,7 @@ def scan_band(location: str, plan: channels_lib.ChannelPlan, task: BandTask, chi
     moments = {}
     quantisation = np.zeros(n_channels)
     for index, row, col in task.chips:
-        chip = band[row - task.y0: row - task.y0 + chip_size, col: col + chip_size]
+        chip = band[row - task.y0 : row - task.y0 + chip_size, col : col + chip_size]
         nodata = float(np.isnan(chip).any(-1).mean())
         if nodata > max_nodata_fraction:
             skipped.append([index, nodata])
@@ -126,7 +133,7 @@ def scan_band(location: str, plan: channels_lib.ChannelPlan, task: BandTask, chi
         quantisation = np.maximum(quantisation, np.nan_to_num(error, nan=0.0).reshape(-1, n_channels).max(0))
         moments[str(index)] = ChannelMoments.of(chip).to_json()
         images.append(stored)
-        masks.append(labels[row - task.y0: row - task.y0 + chip_size, col: col + chip_size])
+        masks.append(labels[row - task.y0 : row - task.y0 + chip_size, col : col + chip_size])
         kept.append(index)
     if images:
         _atomic_save_npy(Path(spool) / f"band-{task.band:05d}-images.npy", np.stack(images))
@@ -137,8 +144,11 @@ def scan_band(location: str, plan: channels_lib.ChannelPlan, task: BandTask, chi
         "skipped": skipped,
         "moments": moments,
         "quantisation": quantisation.tolist(),
-        "scene_moments": (ChannelMoments.of(band[task.scene_rows[0] - task.y0: task.scene_rows[1] - task.y0]).to_json()
-                          if task.scene_rows else None),
+        "scene_moments": (
+            ChannelMoments.of(band[task.scene_rows[0] - task.y0 : task.scene_rows[1] - task.y0]).to_json()
+            if task.scene_rows
+            else None
+        ),
     }
     _atomic_write_bytes(meta_path, json.dumps(result).encode())
     return result
@@ -157,7 +167,9 @@ def write_shard(path: str, entries: list[tuple], spool: str, channels: tuple[str
                     np.load(Path(spool) / f"band-{band:05d}-labels.npy", mmap_mode="r"),
                 )
             images, labels = cache[band]
-            yield records.encode_example(np.asarray(images[slot]), np.asarray(labels[slot]), channels, row, col, origin, split)
+            yield records.encode_example(
+                np.asarray(images[slot]), np.asarray(labels[slot]), channels, row, col, origin, split
+            )
 
     count = records.write_tfrecord(path, chip_records(), compression)
     return {"path": path, "records": count}
@@ -204,12 +216,23 @@ def executor(cfg: ExportConfig):
         logging.getLogger(name).setLevel(logging.WARNING)
     if cfg.dask_scheduler:
         with Client(cfg.dask_scheduler) as client:
-            log.info("export on the Dask scheduler at %s (%d workers)", cfg.dask_scheduler,
-                     len(client.scheduler_info()["workers"]))
+            log.info(
+                "export on the Dask scheduler at %s (%d workers)",
+                cfg.dask_scheduler,
+                len(client.scheduler_info()["workers"]),
+            )
             yield _DaskExecutor(client)
         return
-    with LocalCluster(n_workers=cfg.workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                      silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
+    with (
+        LocalCluster(
+            n_workers=cfg.workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            silence_logs=logging.ERROR,
+        ) as cluster,
+        Client(cluster) as client,
+    ):
         yield _DaskExecutor(client)
 
 
@@ -242,8 +265,14 @@ def _georeference(ds: xr.Dataset) -> dict:
     return {"crs_wkt": crs_wkt, "transform": transform, "height": int(ds.sizes["y"]), "width": int(ds.sizes["x"])}
 
 
-def _settings(cfg: ExportConfig, identity: dict, event: events.Event, config: channels_lib.ChannelConfig,
-              acquisitions: channels_lib.Acquisitions, pairs: dict) -> dict:
+def _settings(
+    cfg: ExportConfig,
+    identity: dict,
+    event: events.Event,
+    config: channels_lib.ChannelConfig,
+    acquisitions: channels_lib.Acquisitions,
+    pairs: dict,
+) -> dict:
     """Everything the output bytes depend on; its hash identifies an export."""
     return {
         "manifest_schema_version": MANIFEST_SCHEMA_VERSION,
@@ -301,7 +330,11 @@ def _band_tasks(table: chips_lib.ChipTable, candidates: np.ndarray, cfg: ExportC
     for band in bands:
         members = candidates[band_of == band]
         band_rows = (band * cfg.band_rows, min(height, (band + 1) * cfg.band_rows))
-        chip_rows = (int(table.row[members].min()), int(table.row[members].max()) + cfg.chip_size) if members.size else band_rows
+        chip_rows = (
+            (int(table.row[members].min()), int(table.row[members].max()) + cfg.chip_size)
+            if members.size
+            else band_rows
+        )
         y0, y1 = (min(band_rows[0], chip_rows[0]), max(band_rows[1], chip_rows[1])) if scene else chip_rows
         chips = tuple((int(i), int(table.row[i]), int(table.col[i])) for i in members)
         tasks.append(BandTask(int(band), int(y0), int(y1), chips, band_rows if scene else None))
@@ -344,17 +377,23 @@ def _prepare_output(out_dir: Path, fingerprint: str, overwrite: bool) -> dict | 
     plan_path = work / "plan.json"
     if manifest is not None and not overwrite:
         if manifest.get("fingerprint") != fingerprint:
-            raise ExportError(f"{out_dir} holds an export made with other settings (see its {MANIFEST_NAME}); "
-                              "pass --overwrite to replace it or choose another --records_dir")
+            raise ExportError(
+                f"{out_dir} holds an export made with other settings (see its {MANIFEST_NAME}); "
+                "pass --overwrite to replace it or choose another --records_dir"
+            )
         problems = _verify_shards(out_dir, manifest)
         if not problems:
             return manifest
-        log.warning("the finished export in %s is damaged (%s): rebuilding the bad shards", out_dir, "; ".join(problems))
+        log.warning(
+            "the finished export in %s is damaged (%s): rebuilding the bad shards", out_dir, "; ".join(problems)
+        )
     if plan_path.exists() and not overwrite:
         previous = json.loads(plan_path.read_text()).get("fingerprint")
         if previous != fingerprint:
-            raise ExportError(f"{out_dir} holds an unfinished export made with other settings; "
-                              "pass --overwrite to discard it or choose another --records_dir")
+            raise ExportError(
+                f"{out_dir} holds an unfinished export made with other settings; "
+                "pass --overwrite to discard it or choose another --records_dir"
+            )
     if overwrite and out_dir.exists():
         # The manifest goes first: from here on no manifest can vouch for these shards.
         (out_dir / MANIFEST_NAME).unlink(missing_ok=True)
@@ -395,8 +434,14 @@ def export(cfg: ExportConfig) -> dict:
         log.info("%s is up to date (fingerprint %s): nothing to do", out_dir / MANIFEST_NAME, fingerprint[:12])
         return reused
 
-    log.info("exporting %s from %s: event %s, orbit %s, channels %s", config.name, location,
-             event.as_dict(), orbit, ",".join(config.channels))
+    log.info(
+        "exporting %s from %s: event %s, orbit %s, channels %s",
+        config.name,
+        location,
+        event.as_dict(),
+        orbit,
+        ",".join(config.channels),
+    )
     table, nan_labels = chips_lib.build_chip_table(ds, cfg.chip_size, cfg.chip_stride, cfg.split, cfg.band_rows)
     if nan_labels:
         log.warning("%d label pixels are NaN: counted as no landslide", nan_labels)
@@ -404,24 +449,49 @@ def export(cfg: ExportConfig) -> dict:
     negatives = chips_lib.negative_order(table, cfg.split.seed)
     # Oversample negative candidates: some will turn out to be mostly no-data.
     wanted_negatives = math.ceil(cfg.negative_ratio * positive.size)
-    candidates = np.sort(np.concatenate([positive, negatives[: math.ceil(wanted_negatives * 1.5) + (8 if wanted_negatives else 0)]]))
+    candidates = np.sort(
+        np.concatenate([positive, negatives[: math.ceil(wanted_negatives * 1.5) + (8 if wanted_negatives else 0)]])
+    )
 
     spool = out_dir / WORK_DIR
     tasks = _band_tasks(table, candidates, cfg, ds.sizes["y"])
     results = {}
     with executor(cfg) as pool:
         bar = _progress(int(sum(len(t.chips) for t in tasks)), "chip", f"scan {config.name}", cfg.progress)
-        scan = functools.partial(scan_band, location, plan, chip_size=cfg.chip_size,
-                                 max_nodata_fraction=cfg.max_nodata_fraction, record_dtype=cfg.record_dtype,
-                                 spool=str(spool))
+        scan = functools.partial(
+            scan_band,
+            location,
+            plan,
+            chip_size=cfg.chip_size,
+            max_nodata_fraction=cfg.max_nodata_fraction,
+            record_dtype=cfg.record_dtype,
+            spool=str(spool),
+        )
         chips_in = {t.band: len(t.chips) for t in tasks}
         for result in pool.map_unordered(scan, ((t,) for t in tasks)):
             results[result["band"]] = result
             bar.update(chips_in[result["band"]])
         bar.close()
 
-        manifest = _assemble(cfg, table, results, negatives, wanted_negatives, config, out_dir, spool, pool,
-                             settings, fingerprint, identity, ds, event, acquisitions, pairs, nan_labels)
+        manifest = _assemble(
+            cfg,
+            table,
+            results,
+            negatives,
+            wanted_negatives,
+            config,
+            out_dir,
+            spool,
+            pool,
+            settings,
+            fingerprint,
+            identity,
+            ds,
+            event,
+            acquisitions,
+            pairs,
+            nan_labels,
+        )
     manifest["export_seconds"] = round(time.perf_counter() - started, 2)
     text = json.dumps(manifest, indent=1)
     _atomic_write_bytes(out_dir / MANIFEST_NAME, text.encode())
@@ -430,8 +500,25 @@ def export(cfg: ExportConfig) -> dict:
     return json.loads(text)  # exactly what a later run reads back
 
 
-def _assemble(cfg, table, results, negatives, wanted_negatives, config, out_dir, spool, pool, settings,
-              fingerprint, identity, ds, event, acquisitions, pairs, nan_labels) -> dict:
+def _assemble(
+    cfg,
+    table,
+    results,
+    negatives,
+    wanted_negatives,
+    config,
+    out_dir,
+    spool,
+    pool,
+    settings,
+    fingerprint,
+    identity,
+    ds,
+    event,
+    acquisitions,
+    pairs,
+    nan_labels,
+) -> dict:
     """Choose the final chips, compute statistics, write the shards and build the manifest."""
     slot = {}  # chip index -> (band, position in the band's spool)
     moments = {}
@@ -449,13 +536,19 @@ def _assemble(cfg, table, results, negatives, wanted_negatives, config, out_dir,
     kept_positive = [i for i in np.flatnonzero(table.positives > 0) if i in slot]
     kept_negative = [int(i) for i in negatives if int(i) in slot][:wanted_negatives]
     if wanted_negatives and len(kept_negative) < wanted_negatives:
-        log.warning("only %d valid negative chips for the %d asked (--negative_ratio=%s)", len(kept_negative),
-                    wanted_negatives, cfg.negative_ratio)
+        log.warning(
+            "only %d valid negative chips for the %d asked (--negative_ratio=%s)",
+            len(kept_negative),
+            wanted_negatives,
+            cfg.negative_ratio,
+        )
     kept = sorted(kept_positive + kept_negative, key=lambda i: (table.row[i], table.col[i]))
     if not kept:
-        raise ExportError(f"no chip to export: {len(skipped)} candidate chips are more than "
-                          f"{cfg.max_nodata_fraction:.0%} no-data and {int((table.positives > 0).sum())} hold landslides. "
-                          "Check the labels, or raise --max_nodata_fraction")
+        raise ExportError(
+            f"no chip to export: {len(skipped)} candidate chips are more than "
+            f"{cfg.max_nodata_fraction:.0%} no-data and {int((table.positives > 0).sum())} hold landslides. "
+            "Check the labels, or raise --max_nodata_fraction"
+        )
 
     train = ChannelMoments.empty(len(config.channels))
     for i in kept:
@@ -463,8 +556,10 @@ def _assemble(cfg, table, results, negatives, wanted_negatives, config, out_dir,
             train = train.merge(moments[i])
     stats = train if cfg.stats_from == "train" else scene
     if stats.count.min() == 0:
-        raise ExportError("the training split holds no valid pixel for some channel; cannot compute normalisation "
-                          "statistics. Use --stats_from=scene or another --split_seed")
+        raise ExportError(
+            "the training split holds no valid pixel for some channel; cannot compute normalisation "
+            "statistics. Use --stats_from=scene or another --split_seed"
+        )
 
     geo = _georeference(ds)
     transform = geo["transform"]
@@ -478,9 +573,16 @@ def _assemble(cfg, table, results, negatives, wanted_negatives, config, out_dir,
         shards = []
         for k, group in enumerate(groups):
             name = shard_name(split, k, n_shards)
-            entries = [(*slot[i], int(table.row[i]), int(table.col[i]),
-                        (transform[2] + int(table.col[i]) * transform[0], transform[5] + int(table.row[i]) * transform[4]),
-                        split) for i in group]
+            entries = [
+                (
+                    *slot[i],
+                    int(table.row[i]),
+                    int(table.col[i]),
+                    (transform[2] + int(table.col[i]) * transform[0], transform[5] + int(table.row[i]) * transform[4]),
+                    split,
+                )
+                for i in group
+            ]
             shards.append({"file": name, "records": len(entries)})
             path = out_dir / name
             if path.exists():
@@ -534,8 +636,10 @@ def _assemble(cfg, table, results, negatives, wanted_negatives, config, out_dir,
         "cube_acquisitions_per_orbit": acquisitions_by_orbit(ds),
         "insar_pairs": {name: str(ds[schema.PAIR_DIM].values[i]) for name, i in pairs.items()},
         "selection": {
-            "rule": "k most recent acquisitions strictly before the event start and k earliest strictly after its end (UTC)",
-            "chips": "positive chips (>= 1 landslide pixel)" + (f" plus {cfg.negative_ratio} negatives per positive" if cfg.negative_ratio else ""),
+            "rule": "k most recent acquisitions strictly before the event start, "
+            "k earliest strictly after its end (UTC)",
+            "chips": "positive chips (>= 1 landslide pixel)"
+            + (f" plus {cfg.negative_ratio} negatives per positive" if cfg.negative_ratio else ""),
             "max_nodata_fraction": cfg.max_nodata_fraction,
             "negative_ratio": cfg.negative_ratio,
             "nan_label_pixels": nan_labels,
@@ -544,10 +648,10 @@ def _assemble(cfg, table, results, negatives, wanted_negatives, config, out_dir,
         "normalisation": {
             "source": "train split, kept chips" if cfg.stats_from == "train" else "whole scene (the authors' code)",
             "note": "the authors' code standardises with statistics of the whole scene; ours come from the training "
-                    "chips only (--stats_from=train, the default) so no test pixel informs the model",
-            "mean": dict(zip(config.channels, stats.mean.tolist())),
-            "std": dict(zip(config.channels, std.tolist())),
-            "pixels": dict(zip(config.channels, stats.count.astype(int).tolist())),
+            "chips only (--stats_from=train, the default) so no test pixel informs the model",
+            "mean": dict(zip(config.channels, stats.mean.tolist(), strict=False)),
+            "std": dict(zip(config.channels, std.tolist(), strict=False)),
+            "pixels": dict(zip(config.channels, stats.count.astype(int).tolist(), strict=False)),
             "transform": "(x - mean) / std, then NaN -> 0",
         },
         "records": {
@@ -555,11 +659,22 @@ def _assemble(cfg, table, results, negatives, wanted_negatives, config, out_dir,
             "dtype": cfg.record_dtype,
             "layout": "HWC",
             "compression": cfg.compression,
-            "features": {"image": f"{cfg.record_dtype} bytes", "label": "uint8 bytes", "shape": "int64 [H, W, C]",
-                         "channels": "bytes list", "dtype": "bytes", "chip/row": "int64", "chip/col": "int64",
-                         "chip/origin": "float64 bytes (x, y)", "split": "bytes", "chip/positives": "int64"},
-            "quantisation_max_abs_error": dict(zip(config.channels, quantisation.tolist())),
-            "quantisation_max_error_in_std": dict(zip(config.channels, (quantisation / np.where(std > 0, std, 1)).tolist())),
+            "features": {
+                "image": f"{cfg.record_dtype} bytes",
+                "label": "uint8 bytes",
+                "shape": "int64 [H, W, C]",
+                "channels": "bytes list",
+                "dtype": "bytes",
+                "chip/row": "int64",
+                "chip/col": "int64",
+                "chip/origin": "float64 bytes (x, y)",
+                "split": "bytes",
+                "chip/positives": "int64",
+            },
+            "quantisation_max_abs_error": dict(zip(config.channels, quantisation.tolist(), strict=False)),
+            "quantisation_max_error_in_std": dict(
+                zip(config.channels, (quantisation / np.where(std > 0, std, 1)).tolist(), strict=False)
+            ),
         },
         "splits": split_info,
         "totals": {
@@ -573,10 +688,14 @@ def _assemble(cfg, table, results, negatives, wanted_negatives, config, out_dir,
 
 def summary(manifest: dict) -> str:
     """Human summary of an export: chips per split, positive fractions, skips, time."""
-    lines = [f"export {manifest['config']['name']}: {manifest['totals']['chips']} chips "
-             f"({manifest['totals']['skipped_nodata_chips']} skipped as mostly no-data) in "
-             f"{manifest.get('export_seconds', float('nan')):.1f} s"]
+    lines = [
+        f"export {manifest['config']['name']}: {manifest['totals']['chips']} chips "
+        f"({manifest['totals']['skipped_nodata_chips']} skipped as mostly no-data) in "
+        f"{manifest.get('export_seconds', float('nan')):.1f} s"
+    ]
     for split, info in manifest["splits"].items():
-        lines.append(f"  {split:5s} {info['chips']:6d} chips  positive fraction {info['positive_fraction']:.3f}  "
-                     f"{len(info['shards'])} shard(s)")
+        lines.append(
+            f"  {split:5s} {info['chips']:6d} chips  positive fraction {info['positive_fraction']:.3f}  "
+            f"{len(info['shards'])} shard(s)"
+        )
     return "\n".join(lines)

@@ -18,42 +18,79 @@ from tf_landslide.cube import channels, events
 FLAGS = flags.FLAGS
 
 # --- the cube --------------------------------------------------------------------------
-flags.DEFINE_string("cube", "", "Datacube: a .zarr directory, a .zip of one (as on Zenodo), or an fsspec URL. "
-                    "Empty: the embedded synthetic cube (generated once into --cache_dir).")
-flags.DEFINE_string("cache_dir", os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")),
-                                              "tf_landslide"), "Where the embedded cube is generated.")
-flags.DEFINE_enum("event", None, sorted(events.PRESETS), "Preset event of a published cube (its trigger time, UTC). "
-                  "Default: the cube's own event attributes, or the preset matching the cube's file name.")
+flags.DEFINE_string(
+    "cube",
+    "",
+    "Datacube: a .zarr directory, a .zip of one (as on Zenodo), or an fsspec URL. "
+    "Empty: the embedded synthetic cube (generated once into --cache_dir).",
+)
+flags.DEFINE_string(
+    "cache_dir",
+    os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "tf_landslide"),
+    "Where the embedded cube is generated.",
+)
+flags.DEFINE_enum(
+    "event",
+    None,
+    sorted(events.PRESETS),
+    "Preset event of a published cube (its trigger time, UTC). "
+    "Default: the cube's own event attributes, or the preset matching the cube's file name.",
+)
 flags.DEFINE_string("event_start", "", "Event start, UTC ISO time: pre-event acquisitions are strictly before it.")
-flags.DEFINE_string("event_end", "", "Event end, UTC ISO time: post-event acquisitions are strictly after it. "
-                    "Default: --event_start.")
-flags.DEFINE_enum("orbit", "auto", list(channels.ORBIT_CHOICES), "Orbit of the SAR acquisitions; auto takes the "
-                  "cube's only orbit, or descending (the authors' choice) when it holds both.")
+flags.DEFINE_string(
+    "event_end", "", "Event end, UTC ISO time: post-event acquisitions are strictly after it. Default: --event_start."
+)
+flags.DEFINE_enum(
+    "orbit",
+    "auto",
+    list(channels.ORBIT_CHOICES),
+    "Orbit of the SAR acquisitions; auto takes the "
+    "cube's only orbit, or descending (the authors' choice) when it holds both.",
+)
 
 # --- channels and chips ------------------------------------------------------------------
-flags.DEFINE_string("config", "vv_vh_dem_t1", "Channel configuration: one of the study's 17 (vv_t1..vv_vh_dem_t4, "
-                    "dem) or a new name for --channels. Records go to <records_dir>/<config>/.")
+flags.DEFINE_string(
+    "config",
+    "vv_vh_dem_t1",
+    "Channel configuration: one of the study's 17 (vv_t1..vv_vh_dem_t4, "
+    "dem) or a new name for --channels. Records go to <records_dir>/<config>/.",
+)
 flags.DEFINE_list("channels", [], f"Free channel list (with a new --config name), from {list(channels.ALL_CHANNELS)}.")
 flags.DEFINE_integer("timesteps", None, "Acquisitions averaged on each side of the event, for --channels.")
 flags.DEFINE_string("records_dir", "records", "Root folder of the exported TFRecords.")
 flags.DEFINE_integer("chip_size", 128, "Chip height and width in pixels (a multiple of 32 for the U-Net).")
 flags.DEFINE_integer("stride", 0, "Chip stride in pixels; 0 means --chip_size (non-overlapping tiles, as the paper).")
 flags.DEFINE_float("negative_ratio", 0.0, "Negative (landslide-free) chips to add per positive chip; 0 as the paper.")
-flags.DEFINE_float("max_nodata_fraction", 0.5, "Skip chips with more than this fraction of pixels missing in any channel.")
-flags.DEFINE_enum("split", "random", list(chips.SPLIT_METHODS), "random: seeded 70/20/10 over locations as the "
-                  "authors' code; blocked: spatial blocks of --split_block chips share a split (less leakage).")
+flags.DEFINE_float(
+    "max_nodata_fraction", 0.5, "Skip chips with more than this fraction of pixels missing in any channel."
+)
+flags.DEFINE_enum(
+    "split",
+    "random",
+    list(chips.SPLIT_METHODS),
+    "random: seeded 70/20/10 over locations as the "
+    "authors' code; blocked: spatial blocks of --split_block chips share a split (less leakage).",
+)
 flags.DEFINE_list("split_fractions", ["0.7", "0.2", "0.1"], "Train, validation and test fractions.")
 flags.DEFINE_integer("split_seed", 42, "Seed of the split (42 as the authors' code).")
 flags.DEFINE_integer("split_block", 4, "Block side in chips for --split=blocked.")
-flags.DEFINE_enum("stats_from", "train", ["train", "scene"], "Normalisation statistics from the training chips "
-                  "(ours) or the whole scene (the authors' code).")
+flags.DEFINE_enum(
+    "stats_from",
+    "train",
+    ["train", "scene"],
+    "Normalisation statistics from the training chips (ours) or the whole scene (the authors' code).",
+)
 flags.DEFINE_enum("record_dtype", "float16", list(records.RECORD_DTYPES), "Stored dtype of channel values.")
 flags.DEFINE_enum("compression", "", list(records.COMPRESSIONS), "TFRecord compression.")
 flags.DEFINE_float("shard_mb", 100.0, "Target shard size in MB.")
 flags.DEFINE_integer("band_rows", 512, "Rows of the cube read per export task (bounds memory).")
 flags.DEFINE_integer("export_workers", 2, "Local Dask worker processes for the export; 0 runs in this process.")
-flags.DEFINE_string("dask_scheduler", "", "Address of a running Dask scheduler (e.g. tcp://host:8786) to export on, "
-                    "instead of a local cluster. Workers must see --cube and --records_dir.")
+flags.DEFINE_string(
+    "dask_scheduler",
+    "",
+    "Address of a running Dask scheduler (e.g. tcp://host:8786) to export on, "
+    "instead of a local cluster. Workers must see --cube and --records_dir.",
+)
 flags.DEFINE_bool("overwrite", False, "Replace an existing export made with other settings.")
 flags.DEFINE_bool("progress", True, "Show progress bars.")
 

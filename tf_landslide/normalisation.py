@@ -20,11 +20,11 @@ class ChannelMoments:
     m2: np.ndarray
 
     @classmethod
-    def empty(cls, channels: int) -> "ChannelMoments":
+    def empty(cls, channels: int) -> ChannelMoments:
         return cls(np.zeros(channels), np.zeros(channels), np.zeros(channels))
 
     @classmethod
-    def of(cls, values: np.ndarray) -> "ChannelMoments":
+    def of(cls, values: np.ndarray) -> ChannelMoments:
         """Moments of ``values`` shaped [..., C] (channels last), ignoring NaN."""
         flat = np.asarray(values, np.float64).reshape(-1, values.shape[-1])
         finite = np.isfinite(flat)
@@ -35,7 +35,7 @@ class ChannelMoments:
         m2 = (np.where(finite, flat - mean, 0.0) ** 2).sum(0)
         return cls(count, mean, m2)
 
-    def merge(self, other: "ChannelMoments") -> "ChannelMoments":
+    def merge(self, other: ChannelMoments) -> ChannelMoments:
         count = self.count + other.count
         with np.errstate(invalid="ignore", divide="ignore"):
             delta = other.mean - self.mean
@@ -53,5 +53,5 @@ class ChannelMoments:
         return {"count": self.count.tolist(), "mean": self.mean.tolist(), "m2": self.m2.tolist()}
 
     @classmethod
-    def from_json(cls, data: dict) -> "ChannelMoments":
+    def from_json(cls, data: dict) -> ChannelMoments:
         return cls(*(np.asarray(data[k], np.float64) for k in ("count", "mean", "m2")))

@@ -39,6 +39,7 @@ class CorruptShardError(IOError):
 
 # --- protobuf wire format (tf.train.Example), deterministic: map keys sorted ---------------
 
+
 def _varint(value: int) -> bytes:
     value &= (1 << 64) - 1  # negative int64 as two's complement, as protobuf does
     out = bytearray()
@@ -94,6 +95,7 @@ def encode_example(
 
 
 # --- TFRecord framing -------------------------------------------------------------------
+
 
 def _masked_crc(data: bytes) -> int:
     crc = google_crc32c.value(data)
@@ -171,7 +173,7 @@ def read_tfrecord(path: str | os.PathLike, compression: str = "") -> Iterator[by
                     end = 12 + length + 4
                     if len(buffer) < end:
                         break
-                    data = bytes(buffer[12: 12 + length])
+                    data = bytes(buffer[12 : 12 + length])
                     (data_crc,) = struct.unpack_from("<I", buffer, 12 + length)
                     if _masked_crc(data) != data_crc:
                         raise CorruptShardError(f"bad data checksum in the record at byte {offset}")
@@ -190,6 +192,7 @@ def count_records(path: str | os.PathLike, compression: str = "") -> int:
 
 
 # --- reader side (TensorFlow) -------------------------------------------------------------
+
 
 def feature_spec() -> dict:
     """The ``tf.io.parse_example`` spec of the record format."""

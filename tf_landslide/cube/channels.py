@@ -70,16 +70,22 @@ def resolve_channel_config(config: str, channels: Iterable[str] = (), timesteps:
     presets = study_configs()
     if not channels:
         if config not in presets:
-            raise CubeError(f"--config={config!r} is not a study configuration; choose one of "
-                            f"{sorted(presets)}, or name a new one and list its --channels")
+            raise CubeError(
+                f"--config={config!r} is not a study configuration; choose one of "
+                f"{sorted(presets)}, or name a new one and list its --channels"
+            )
         preset = presets[config]
         if timesteps is not None and timesteps != preset.timesteps:
-            raise CubeError(f"--config={config} averages {preset.timesteps} timesteps but --timesteps={timesteps}; "
-                            f"drop --timesteps or pick the configuration with t{timesteps}")
+            raise CubeError(
+                f"--config={config} averages {preset.timesteps} timesteps but --timesteps={timesteps}; "
+                f"drop --timesteps or pick the configuration with t{timesteps}"
+            )
         return preset
     if config in presets and presets[config].channels != channels:
-        raise CubeError(f"--config={config} is a study configuration with channels {presets[config].channels}; "
-                        f"give a new --config name for --channels={','.join(channels)}")
+        raise CubeError(
+            f"--config={config} is a study configuration with channels {presets[config].channels}; "
+            f"give a new --config name for --channels={','.join(channels)}"
+        )
     unknown = [c for c in channels if c not in ALL_CHANNELS]
     if unknown:
         raise CubeError(f"unknown channels {unknown} in --channels; available: {list(ALL_CHANNELS)}")
@@ -121,8 +127,10 @@ def select_acquisitions(ds: xr.Dataset, event: Event, timesteps: int, orbit: str
     else:
         in_orbit = orbit_codes(ds) == schema.ORBIT_CODES[orbit]
     if not in_orbit.any():
-        raise CubeError(f"the cube has no {orbit} acquisitions; it holds {acquisitions_by_orbit(ds)}. "
-                        "Choose another --orbit (auto picks the one the cube has)")
+        raise CubeError(
+            f"the cube has no {orbit} acquisitions; it holds {acquisitions_by_orbit(ds)}. "
+            "Choose another --orbit (auto picks the one the cube has)"
+        )
     order = np.argsort(times, kind="stable")
     candidates = order[in_orbit[order]]
     before = [int(i) for i in candidates if times[i] < as_datetime64(event.start)]
@@ -136,7 +144,7 @@ def select_acquisitions(ds: xr.Dataset, event: Event, timesteps: int, orbit: str
                 f"{len(chosen)}: {listed}. Use fewer --timesteps (a *_t{max(len(chosen), 1)} configuration), "
                 f"another --orbit, or check --event. All acquisitions: {acquisitions_by_orbit(ds)}"
             )
-    return Acquisitions(orbit, tuple(before[len(before) - timesteps:]) if timesteps else (), tuple(after[:timesteps]))
+    return Acquisitions(orbit, tuple(before[len(before) - timesteps :]) if timesteps else (), tuple(after[:timesteps]))
 
 
 _TIME_TOKEN = re.compile(r"\d{4}-?\d{2}-?\d{2}(?:[T ]\d{2}:?\d{2}(?::?\d{2})?)?")
@@ -156,15 +164,17 @@ def pair_acquisitions(ds: xr.Dataset) -> list[tuple[np.datetime64, np.datetime64
     orbits = orbit_codes(ds)
     days = times.astype("datetime64[D]")
     if "timepair_start" in ds.coords and "timepair_end" in ds.coords:
-        bounds = list(zip(ds["timepair_start"].values, ds["timepair_end"].values))
+        bounds = list(zip(ds["timepair_start"].values, ds["timepair_end"].values, strict=False))
         tokens = [(pd.Timestamp(a).isoformat(), pd.Timestamp(b).isoformat()) for a, b in bounds]
     else:
         tokens = []
         for label in np.asarray(ds[schema.PAIR_DIM].values).astype(str):
             found = _TIME_TOKEN.findall(label)
             if len(found) != 2:
-                raise CubeError(f"cannot read the two dates of InSAR pair {label!r} in {schema.PAIR_DIM!r}; "
-                                "expected labels such as '20180824_20180905'")
+                raise CubeError(
+                    f"cannot read the two dates of InSAR pair {label!r} in {schema.PAIR_DIM!r}; "
+                    "expected labels such as '20180824_20180905'"
+                )
             tokens.append(tuple(found))
     pairs = []
     for first, second in tokens:
@@ -192,8 +202,10 @@ def select_pairs(ds: xr.Dataset, event: Event, orbit: str) -> dict[str, int]:
     co = [i for i in eligible if pairs[i][0] < start and pairs[i][1] > end]
     if not pre or not co:
         listed = ", ".join(str(v) for v in np.asarray(ds[schema.PAIR_DIM].values)[:20])
-        raise CubeError(f"coherence channels need a {orbit} pair entirely before the event and one spanning it; "
-                        f"the cube's pairs are: {listed}")
+        raise CubeError(
+            f"coherence channels need a {orbit} pair entirely before the event and one spanning it; "
+            f"the cube's pairs are: {listed}"
+        )
     return {
         "coherence_preevent": max(pre, key=lambda i: (pairs[i][1], pairs[i][0])),
         "coherence_coevent": min(co, key=lambda i: (pairs[i][1] - pairs[i][0], -pairs[i][0].astype(np.int64))),
@@ -234,7 +246,11 @@ class ChannelPlan:
         """Cube variables this plan reads."""
         names = []
         for channel in self.channels:
-            name = channel.split("_")[0] if channel in SAR_CHANNELS else ("coherence" if channel in COHERENCE_CHANNELS else channel)
+            name = (
+                channel.split("_")[0]
+                if channel in SAR_CHANNELS
+                else ("coherence" if channel in COHERENCE_CHANNELS else channel)
+            )
             if name not in names:
                 names.append(name)
         return names

@@ -47,8 +47,12 @@ PRESETS = {
     "talakmau": Event("talakmau", pd.Timestamp("2022-02-25T01:39:00"), pd.Timestamp("2022-02-25T01:39:00")),
 }
 # Cube file names of the Zenodo record, matched when no event is given.
-_CUBE_NAMES = {"hokkaido_japan": "hokkaido", "kaikoura_newzealand": "kaikoura",
-               "puerto_rico": "puerto_rico", "talakmau_indonesia": "talakmau"}
+_CUBE_NAMES = {
+    "hokkaido_japan": "hokkaido",
+    "kaikoura_newzealand": "kaikoura",
+    "puerto_rico": "puerto_rico",
+    "talakmau_indonesia": "talakmau",
+}
 
 
 def resolve_event(
@@ -64,8 +68,10 @@ def resolve_event(
         raise CubeError("give either --event or --event_start/--event_end, not both")
     if event:
         if event not in PRESETS:
-            raise CubeError(f"--event={event!r} is not a preset; choose one of {sorted(PRESETS)} "
-                            "or give --event_start and --event_end")
+            raise CubeError(
+                f"--event={event!r} is not a preset; choose one of {sorted(PRESETS)} "
+                "or give --event_start and --event_end"
+            )
         return PRESETS[event]
     if event_start or event_end:
         start = parse_utc(event_start or event_end, "event_start")
@@ -81,8 +87,10 @@ def resolve_event(
     for stem, name in _CUBE_NAMES.items():
         if stem in lowered:
             return PRESETS[name]
-    raise CubeError(f"no event for cube {cube_location!r}: give --event (one of {sorted(PRESETS)}) "
-                    "or --event_start and --event_end (UTC ISO times)")
+    raise CubeError(
+        f"no event for cube {cube_location!r}: give --event (one of {sorted(PRESETS)}) "
+        "or --event_start and --event_end (UTC ISO times)"
+    )
 
 
 def as_datetime64(t: pd.Timestamp) -> np.datetime64:

@@ -22,7 +22,12 @@ _ZARR_MARKERS = (".zmetadata", ".zgroup", "zarr.json")
 def _zip_root(names: list[str]) -> str:
     """The folder inside a zip that holds the zarr group (shallowest group marker)."""
     roots = sorted(
-        (name[: -len(marker)] for name in names for marker in _ZARR_MARKERS if name.endswith("/" + marker) or name == marker),
+        (
+            name[: -len(marker)]
+            for name in names
+            for marker in _ZARR_MARKERS
+            if name.endswith("/" + marker) or name == marker
+        ),
         key=lambda r: (r.count("/"), r),
     )
     if not roots:
@@ -59,8 +64,10 @@ def open_cube(location: str, storage_options: dict | None = None) -> xr.Dataset:
     except CubeError:
         raise
     except ImportError as error:
-        raise CubeError(f"cannot open {location!r}: {error}. Install the fsspec backend for this URL scheme "
-                        "(gcsfs for gs://, s3fs for s3://, aiohttp for https://)") from error
+        raise CubeError(
+            f"cannot open {location!r}: {error}. Install the fsspec backend for this URL scheme "
+            "(gcsfs for gs://, s3fs for s3://, aiohttp for https://)"
+        ) from error
     except (FileNotFoundError, KeyError, zipfile.BadZipFile, ValueError) as error:
         raise CubeError(f"cannot open {location!r} as a zarr datacube: {error}") from error
     if "spatial_ref" in ds.data_vars:
@@ -72,10 +79,7 @@ def acquisitions_by_orbit(ds: xr.Dataset) -> dict[str, list[str]]:
     """ISO acquisition times per orbit code, for error messages and the manifest."""
     times = pd.DatetimeIndex(ds[schema.TIME_DIM].values)
     orbits = orbit_codes(ds)
-    return {
-        code: [t.isoformat() for t in times[orbits == code]]
-        for code in sorted(set(orbits.tolist()))
-    }
+    return {code: [t.isoformat() for t in times[orbits == code]] for code in sorted(set(orbits.tolist()))}
 
 
 def orbit_codes(ds: xr.Dataset) -> np.ndarray:
@@ -89,7 +93,9 @@ def describe(ds: xr.Dataset) -> str:
     variables = ", ".join(f"{name}{tuple(ds[name].dims)}" for name in sorted(ds.data_vars))
     text = f"variables: {variables}; dims: {dict(ds.sizes)}"
     if schema.TIME_DIM in ds.coords and schema.ORBIT_COORD in ds.coords:
-        per_orbit = "; ".join(f"{code}: {', '.join(t[:19] for t in times)}" for code, times in acquisitions_by_orbit(ds).items())
+        per_orbit = "; ".join(
+            f"{code}: {', '.join(t[:19] for t in times)}" for code, times in acquisitions_by_orbit(ds).items()
+        )
         text += f"; acquisitions per orbit: {per_orbit}"
     return text
 
@@ -120,7 +126,9 @@ def validate_cube(ds: xr.Dataset, need_insar: bool = False) -> None:
     if schema.TIME_DIM in ds.coords and not np.issubdtype(ds[schema.TIME_DIM].dtype, np.datetime64):
         problems.append(f"coordinate {schema.TIME_DIM!r} is {ds[schema.TIME_DIM].dtype}, expected datetime64")
     if problems:
-        raise CubeError("the cube does not follow the datacube schema: " + "; ".join(problems) + ". It holds " + describe(ds))
+        raise CubeError(
+            "the cube does not follow the datacube schema: " + "; ".join(problems) + ". It holds " + describe(ds)
+        )
 
 
 def check_labels(labels: np.ndarray, where: str = "") -> int:

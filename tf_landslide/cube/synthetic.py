@@ -114,7 +114,7 @@ def insar_pairs(times: np.ndarray, orbits: np.ndarray) -> list[tuple[int, int]]:
     pairs = []
     for orbit in np.unique(orbits):
         idx = np.flatnonzero(orbits == orbit)
-        pairs.extend(zip(idx[:-1], idx[1:]))
+        pairs.extend(zip(idx[:-1], idx[1:], strict=False))
     return sorted(pairs, key=lambda p: (times[p[0]], times[p[1]]))
 
 
@@ -261,9 +261,7 @@ def _local_geometry(scene: _Scene, rows: slice, orbit: str):
 def _backscatter_band(spec, scene, rows, pol, t, time, orbit, after_event, day_of_year):
     """Linear gamma0 of one polarisation, one acquisition, one band of rows."""
     band_index = rows.start // spec.chunk
-    rng = np.random.default_rng(
-        np.random.SeedSequence([spec.seed, 2, schema.SAR_VARIABLES.index(pol), t, band_index])
-    )
+    rng = np.random.default_rng(np.random.SeedSequence([spec.seed, 2, schema.SAR_VARIABLES.index(pol), t, band_index]))
     date_rng = np.random.default_rng(np.random.SeedSequence([spec.seed, 3, t]))
     moisture = _smooth_field(date_rng, (spec.height, spec.width), cells=6)[rows]
     calibration_db = date_rng.normal(0.0, 0.3)
@@ -301,9 +299,7 @@ def _coherence_band(spec, scene, rows, pair_index, first, second, orbit, spans_e
     fields = scene.fields[rows]
     base = np.where(fields, 0.55, 0.3) * np.exp(-days / 48.0) + 0.1
     if spans_event:
-        base = base * (1 - 0.8 * scene.strength[rows]) + np.where(fields, -0.15, 0.0) * (
-            scene.harvest_db[rows] != 0
-        )
+        base = base * (1 - 0.8 * scene.strength[rows]) + np.where(fields, -0.15, 0.0) * (scene.harvest_db[rows] != 0)
     _, nodata = _local_geometry(scene, rows, orbit)
     coherence = np.clip(base + rng.normal(0.0, 0.08, size=base.shape), 0.0, 1.0).astype(np.float32)
     phase_noise = rng.normal(0.0, 1.0, size=base.shape) * np.sqrt(1 - coherence**2) * 1.5
@@ -389,11 +385,13 @@ def write_cube(spec: SyntheticCubeSpec, path: str | os.PathLike, zarr_format: in
         ds.to_zarr(staging, mode="w", compute=False, zarr_format=zarr_format, consolidated=True, encoding=encoding)
         group = zarr.open_group(str(staging), mode="r+")
         bands = [slice(y0, min(y0 + spec.chunk, spec.height)) for y0 in range(0, spec.height, spec.chunk)]
-        for t, (time, orbit) in enumerate(zip(times, orbits)):
+        for t, (time, orbit) in enumerate(zip(times, orbits, strict=False)):
             doy = pd.Timestamp(time).day_of_year
             for pol in schema.SAR_VARIABLES:
                 for rows in bands:
-                    group[pol][t, rows, :] = _backscatter_band(spec, scene, rows, pol, t, time, orbit, time > event, doy)
+                    group[pol][t, rows, :] = _backscatter_band(
+                        spec, scene, rows, pol, t, time, orbit, time > event, doy
+                    )
         for p, (a, b) in enumerate(pairs):
             days = (times[b] - times[a]) / np.timedelta64(1, "D")
             spans = times[a] < event < times[b]
