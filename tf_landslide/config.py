@@ -18,6 +18,7 @@ class CubeConfig:
     event_start: str = ""
     event_end: str = ""
     orbit: str = "auto"
+    acquisition_rule: str = "paper"  # or 'authors': their calendar-day windows
 
 
 @dataclasses.dataclass(frozen=True)

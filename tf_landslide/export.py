@@ -279,6 +279,7 @@ def _settings(
         "cube": identity,
         "event": event.as_dict(),
         "orbit": acquisitions.orbit,
+        "acquisition_rule": cfg.cube.acquisition_rule,
         "config": {"name": config.name, "channels": list(config.channels), "timesteps": config.timesteps},
         "acquisition_indices": {"before": list(acquisitions.before), "after": list(acquisitions.after)},
         "insar_pairs": pairs,
@@ -418,7 +419,7 @@ def export(cfg: ExportConfig) -> dict:
     event = events.resolve_event(cfg.cube.event, cfg.cube.event_start, cfg.cube.event_end, location, ds.attrs)
     orbit = channels_lib.resolve_orbit(ds, cfg.cube.orbit)
     if config.needs_sar:
-        acquisitions = channels_lib.select_acquisitions(ds, event, config.timesteps, orbit)
+        acquisitions = channels_lib.select_acquisitions(ds, event, config.timesteps, orbit, cfg.cube.acquisition_rule)
     else:
         acquisitions = channels_lib.Acquisitions(orbit, (), ())
     pairs = channels_lib.select_pairs(ds, event, orbit) if config.needs_insar else {}
@@ -637,7 +638,9 @@ def _assemble(
         "insar_pairs": {name: str(ds[schema.PAIR_DIM].values[i]) for name, i in pairs.items()},
         "selection": {
             "rule": "k most recent acquisitions strictly before the event start, "
-            "k earliest strictly after its end (UTC)",
+            "k earliest strictly after its end (UTC)"
+            if cfg.cube.acquisition_rule == "paper"
+            else "the authors' code: calendar-day windows, the k pre-event passes ending one before the last",
             "chips": "positive chips (>= 1 landslide pixel)"
             + (f" plus {cfg.negative_ratio} negatives per positive" if cfg.negative_ratio else ""),
             "max_nodata_fraction": cfg.max_nodata_fraction,

@@ -48,6 +48,14 @@ flags.DEFINE_enum(
     "cube's only orbit, or descending (the authors' choice) when it holds both.",
 )
 
+flags.DEFINE_enum(
+    "acquisition_rule",
+    "paper",
+    list(channels.ACQUISITION_RULES),
+    "paper: the k acquisitions nearest the event strictly before its start and after its end (UTC). "
+    "authors: the authors' code, calendar-day windows and the k pre-event passes ending one before the last.",
+)
+
 # --- channels and chips ------------------------------------------------------------------
 flags.DEFINE_string(
     "config",
@@ -103,6 +111,7 @@ def cube_config(values=FLAGS) -> CubeConfig:
         event_start=values.event_start,
         event_end=values.event_end,
         orbit=values.orbit,
+        acquisition_rule=values.acquisition_rule,
     )
 
 

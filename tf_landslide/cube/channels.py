@@ -119,8 +119,19 @@ def resolve_orbit(ds: xr.Dataset, orbit: str) -> str:
     return "descending" if "d" in present else "both"
 
 
-def select_acquisitions(ds: xr.Dataset, event: Event, timesteps: int, orbit: str) -> Acquisitions:
-    """The ``timesteps`` acquisitions nearest the event on each side, in ``orbit``."""
+ACQUISITION_RULES = ("paper", "authors")
+
+
+def select_acquisitions(ds: xr.Dataset, event: Event, timesteps: int, orbit: str, rule: str = "paper") -> Acquisitions:
+    """The ``timesteps`` acquisitions nearest the event on each side, in ``orbit``.
+
+    ``rule='paper'``: the k most recent strictly before the event start and the k earliest
+    strictly after its end, by UTC time. ``rule='authors'`` reproduces the authors' code:
+    'before' is every acquisition up to the end of the start's calendar day, of which it takes
+    the k *ending one before the last*; 'after' starts at 00:00 of the end's calendar day.
+    """
+    if rule not in ACQUISITION_RULES:
+        raise CubeError(f"--acquisition_rule={rule!r}; choose one of {list(ACQUISITION_RULES)}")
     times = ds[schema.TIME_DIM].values.astype("datetime64[ns]")
     if orbit == "both":
         in_orbit = np.ones(times.shape, bool)
@@ -133,8 +144,15 @@ def select_acquisitions(ds: xr.Dataset, event: Event, timesteps: int, orbit: str
         )
     order = np.argsort(times, kind="stable")
     candidates = order[in_orbit[order]]
-    before = [int(i) for i in candidates if times[i] < as_datetime64(event.start)]
-    after = [int(i) for i in candidates if times[i] > as_datetime64(event.end)]
+    if rule == "paper":
+        before = [int(i) for i in candidates if times[i] < as_datetime64(event.start)]
+        after = [int(i) for i in candidates if times[i] > as_datetime64(event.end)]
+    else:
+        start_day_end = as_datetime64(event.start.normalize() + pd.Timedelta(days=1))
+        before = [int(i) for i in candidates if times[i] < start_day_end]
+        after = [int(i) for i in candidates if times[i] >= as_datetime64(event.end.normalize())]
+        if timesteps < len(before):
+            before = before[-1 - timesteps : -1]  # their isel(timestep=range(-1 - k, -1))
     for side, chosen in (("before the event start", before), ("after the event end", after)):
         if len(chosen) < timesteps:
             bound = event.start if "before" in side else event.end
@@ -144,7 +162,8 @@ def select_acquisitions(ds: xr.Dataset, event: Event, timesteps: int, orbit: str
                 f"{len(chosen)}: {listed}. Use fewer --timesteps (a *_t{max(len(chosen), 1)} configuration), "
                 f"another --orbit, or check --event. All acquisitions: {acquisitions_by_orbit(ds)}"
             )
-    return Acquisitions(orbit, tuple(before[len(before) - timesteps :]) if timesteps else (), tuple(after[:timesteps]))
+    chosen_before = tuple(before[len(before) - timesteps :]) if timesteps else ()
+    return Acquisitions(orbit, chosen_before, tuple(after[:timesteps]))
 
 
 _TIME_TOKEN = re.compile(r"\d{4}-?\d{2}-?\d{2}(?:[T ]\d{2}:?\d{2}(?::?\d{2})?)?")
