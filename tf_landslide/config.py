@@ -6,6 +6,8 @@ from __future__ import annotations
 import dataclasses
 
 from tf_landslide.chips import SplitSpec
+from tf_landslide.data import InputConfig
+from tf_landslide.models import ModelConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,3 +53,39 @@ class ExportConfig:
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """A training run: the export it reads, batching, model, optimisation and where it writes."""
+
+    export: ExportConfig
+    input: InputConfig = InputConfig()
+    model: ModelConfig = ModelConfig()
+    model_dir: str = "runs/model"
+    epochs: int = 100
+    learning_rate: float = 0.01
+    weight_decay: float = 1e-4
+    weight_decay_mode: str = "l2"  # 'l2' as torch.optim.Adam(weight_decay=...), or 'decoupled' (AdamW)
+    lr_factor: float = 0.1
+    lr_patience: int = 10
+    lr_threshold: float = 1e-4  # relative, as torch's ReduceLROnPlateau (threshold_mode='rel')
+    mixed_precision: bool = False
+    jit_compile: bool = False
+    seed: int = 42
+    cluster: str = ""  # TF_CONFIG-style JSON naming the workers ('' = this machine only)
+    tensorboard_dir: str = ""  # '' = <model_dir>/logs
+    checkpoint_dir: str = ""  # '' = <model_dir>/backup (BackupAndRestore)
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalConfig:
+    """Evaluation of a trained model on one split of its export."""
+
+    export: ExportConfig
+    input: InputConfig = InputConfig()
+    model_dir: str = "runs/model"
+    split: str = "test"
+    threshold: float = 0.5
+    checkpoint: str = "best"  # 'best' (validation PR-AUC) or 'last'
+    panel_chips: int = 8

@@ -11,9 +11,11 @@ import os
 
 from absl import flags
 
-from tf_landslide import chips, records
-from tf_landslide.config import CubeConfig, ExportConfig
+from tf_landslide import chips, models, records
+from tf_landslide.config import CubeConfig, EvalConfig, ExportConfig, TrainConfig
 from tf_landslide.cube import channels, events
+from tf_landslide.data import InputConfig
+from tf_landslide.models import ModelConfig
 
 FLAGS = flags.FLAGS
 
@@ -102,6 +104,52 @@ flags.DEFINE_string(
 flags.DEFINE_bool("overwrite", False, "Replace an existing export made with other settings.")
 flags.DEFINE_bool("progress", True, "Show progress bars.")
 
+# --- input pipeline ----------------------------------------------------------------------
+flags.DEFINE_integer("batch_size", 64, "Global batch size (split over replicas), 64 as the authors' code.")
+flags.DEFINE_integer("shuffle_buffer", 2048, "Records in the training shuffle buffer.")
+flags.DEFINE_bool("augment", False, "Random flips and 90-degree rotations (the paper used none).")
+flags.DEFINE_float("cache_mb", 2048.0, "Cache a split in memory when its shards total less than this (0: never).")
+flags.DEFINE_bool("deterministic", False, "Reproducible runs: fixed input order and deterministic ops (slower).")
+flags.DEFINE_integer("seed", 42, "Seed of weights initialisation, shuffling and augmentation.")
+flags.DEFINE_bool("verify_records", True, "Check every record's checksum before reading a split.")
+
+# --- model and training ------------------------------------------------------------------
+flags.DEFINE_enum(
+    "arch",
+    "unet",
+    list(models.ARCHITECTURES),
+    "Segmentation architecture; unetplusplus is what the authors' code trains (smp UnetPlusPlus).",
+)
+flags.DEFINE_string("backbone", "resnet50", "Encoder: any segmentation-models backbone.")
+flags.DEFINE_enum(
+    "encoder_weights",
+    "",
+    list(models.ENCODER_WEIGHTS),
+    "imagenet downloads pretrained encoder "
+    "weights (needs internet); with C != 3 channels the first layers are adapted as smp does.",
+)
+flags.DEFINE_string("model_dir", "runs/model", "Where the trained model, its flags, manifest, history and metrics go.")
+flags.DEFINE_integer("epochs", 100, "Training epochs (the paper: 100).")
+flags.DEFINE_float("learning_rate", 0.01, "Initial Adam learning rate (the paper: 0.01).")
+flags.DEFINE_float("weight_decay", 1e-4, "Weight decay (the paper: 1e-4).")
+flags.DEFINE_enum(
+    "weight_decay_mode",
+    "l2",
+    ["l2", "decoupled"],
+    "l2: added to the gradient, as torch.optim.Adam(weight_decay=...) in the authors' code; decoupled: AdamW.",
+)
+flags.DEFINE_float("lr_factor", 0.1, "ReduceLROnPlateau factor.")
+flags.DEFINE_integer("lr_patience", 10, "ReduceLROnPlateau patience in epochs.")
+flags.DEFINE_float("lr_threshold", 1e-4, "ReduceLROnPlateau relative threshold (PyTorch semantics).")
+flags.DEFINE_bool("mixed_precision", False, "mixed_float16 compute (GPUs); outputs stay float32.")
+flags.DEFINE_bool("jit_compile", False, "XLA-compile the train step (GPUs).")
+
+# --- evaluation --------------------------------------------------------------------------
+flags.DEFINE_enum("split_to_evaluate", "test", list(chips.SPLITS), "Split that eval.py evaluates.")
+flags.DEFINE_float("threshold", 0.5, "Probability above which a pixel is called a landslide (IoU, precision, recall).")
+flags.DEFINE_enum("checkpoint", "best", ["best", "last"], "Model to evaluate: best validation PR-AUC, or last epoch.")
+flags.DEFINE_integer("panel_chips", 8, "Chips in the predicted-vs-ground-truth figure.")
+
 
 def cube_config(values=FLAGS) -> CubeConfig:
     return CubeConfig(
@@ -142,3 +190,55 @@ def export_config(values=FLAGS) -> ExportConfig:
         overwrite=values.overwrite,
         progress=values.progress,
     )
+
+
+def input_config(values=FLAGS) -> InputConfig:
+    return InputConfig(
+        batch_size=values.batch_size,
+        shuffle_buffer=values.shuffle_buffer,
+        augment=values.augment,
+        cache_mb=values.cache_mb,
+        deterministic=values.deterministic,
+        seed=values.seed,
+        verify_records=values.verify_records,
+    )
+
+
+def train_config(values=FLAGS, cluster: str = "") -> TrainConfig:
+    """The training configuration; ``cluster`` is TF_CONFIG-style JSON from the environment."""
+    if values.batch_size < 1 or values.epochs < 1:
+        raise ValueError(f"--batch_size={values.batch_size} and --epochs={values.epochs} must be >= 1")
+    return TrainConfig(
+        export=export_config(values),
+        input=input_config(values),
+        model=ModelConfig(values.arch, values.backbone, values.encoder_weights),
+        model_dir=values.model_dir,
+        epochs=values.epochs,
+        learning_rate=values.learning_rate,
+        weight_decay=values.weight_decay,
+        weight_decay_mode=values.weight_decay_mode,
+        lr_factor=values.lr_factor,
+        lr_patience=values.lr_patience,
+        lr_threshold=values.lr_threshold,
+        mixed_precision=values.mixed_precision,
+        jit_compile=values.jit_compile,
+        seed=values.seed,
+        cluster=cluster,
+    )
+
+
+def eval_config(values=FLAGS) -> EvalConfig:
+    return EvalConfig(
+        export=export_config(values),
+        input=input_config(values),
+        model_dir=values.model_dir,
+        split=values.split_to_evaluate,
+        threshold=values.threshold,
+        checkpoint=values.checkpoint,
+        panel_chips=values.panel_chips,
+    )
+
+
+def flags_text(values=FLAGS) -> str:
+    """This project's flags with their values, as a flagfile that reproduces the run."""
+    return "\n".join(flag.serialize() for flag in values.get_flags_for_module(__name__) if flag.serialize()) + "\n"

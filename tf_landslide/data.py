@@ -1,0 +1,170 @@
+"""Manifest + shards -> tf.data batches of standardised chips, for training and evaluation.
+
+Order of operations: shard file names -> interleaved TFRecord reads -> (cache) -> shuffle ->
+batch -> one vectorised parse + standardise per batch -> (augment) -> prefetch. Parsing after
+batching decodes a whole batch in one op, which is several times faster than per-record maps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from tf_landslide import records
+
+MANIFEST_NAME = "manifest.json"
+
+
+class DataError(ValueError):
+    """Records missing, damaged, or not what the run asks for."""
+
+
+@dataclasses.dataclass(frozen=True)
+class InputConfig:
+    """How batches are made. ``batch_size`` is global: the strategy splits it over replicas."""
+
+    batch_size: int = 64
+    shuffle_buffer: int = 2048
+    augment: bool = False
+    cache_mb: float = 2048.0  # cache a split whose shards total less than this; 0 disables
+    deterministic: bool = False
+    seed: int = 42
+    verify_records: bool = True
+
+
+def load_manifest(records_dir: str | os.PathLike, config: str) -> tuple[dict, Path]:
+    """The manifest of ``<records_dir>/<config>`` and that folder."""
+    folder = Path(records_dir) / config
+    path = folder / MANIFEST_NAME
+    if not path.exists():
+        raise DataError(
+            f"no export at {folder} ({MANIFEST_NAME} missing): run "
+            f"`python -m export --flagfile=configs/{config}.flags --records_dir={records_dir}` first"
+        )
+    return json.loads(path.read_text()), folder
+
+
+def check_manifest(manifest: dict, config: str, channels: tuple[str, ...], chip_size: int) -> None:
+    """Raise DataError naming both sides when the run's flags disagree with the export."""
+    problems = []
+    if manifest["config"]["name"] != config:
+        problems.append(f"--config={config} but the manifest's configuration is {manifest['config']['name']!r}")
+    if tuple(manifest["channels"]) != tuple(channels):
+        problems.append(f"the run expects channels {list(channels)} but the records hold {manifest['channels']}")
+    if manifest["chip_size"] != chip_size:
+        problems.append(f"--chip_size={chip_size} but the records hold {manifest['chip_size']}-pixel chips")
+    if problems:
+        raise DataError("; ".join(problems) + ". Re-export with these flags (add --overwrite) or fix the flags")
+
+
+def split_files(manifest: dict, folder: Path, split: str, verify: bool) -> list[str]:
+    """Shard paths of ``split``; checks sizes (and every record's CRC when ``verify``)."""
+    if split not in manifest["splits"]:
+        raise DataError(f"split {split!r} is not in {folder / MANIFEST_NAME}")
+    files = []
+    for shard in manifest["splits"][split]["shards"]:
+        path = folder / shard["file"]
+        if not path.exists():
+            raise DataError(f"shard {path} listed in the manifest is missing: re-run the export")
+        if path.stat().st_size != shard["bytes"]:
+            raise DataError(
+                f"shard {path} is {path.stat().st_size} bytes but the manifest says {shard['bytes']}: "
+                "it is truncated or was changed; re-run the export with --overwrite"
+            )
+        if verify:
+            try:
+                count = records.count_records(path, manifest["records"]["compression"])
+            except records.CorruptShardError as error:
+                raise DataError(str(error)) from error
+            if count != shard["records"]:
+                raise DataError(f"shard {path} holds {count} records, the manifest says {shard['records']}")
+        files.append(str(path))
+    if not files:
+        raise DataError(f"the {split} split of {folder} holds no chips: export more of the cube or change --split")
+    return files
+
+
+def normalisation(manifest: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and std (float32) in channel order; a zero std becomes 1."""
+    stats = manifest["normalisation"]
+    mean = np.array([stats["mean"][c] for c in manifest["channels"]], np.float32)
+    std = np.array([stats["std"][c] for c in manifest["channels"]], np.float32)
+    return mean, np.where(std > 0, std, 1.0).astype(np.float32)
+
+
+def standardise(image, mean, std):
+    """(x - mean) / std per channel, then missing (NaN) -> 0, as the paper does."""
+    import tensorflow as tf
+
+    scaled = (image - mean) / std
+    return tf.where(tf.math.is_nan(scaled), tf.zeros_like(scaled), scaled)
+
+
+def augment_batch(image, label, seed):
+    """Random flips and 90-degree rotations, the same for a chip and its label.
+
+    ``seed`` is a stateless [2] seed: the same seed gives the same augmentation.
+    """
+    import tensorflow as tf
+
+    joint = tf.concat([image, label], axis=-1)
+    n = tf.shape(joint)[0]
+    draws = tf.random.stateless_uniform([n, 3], seed=seed, maxval=4, dtype=tf.int32)
+    flip = tf.reshape(draws[:, 0] % 2 == 1, [-1, 1, 1, 1])
+    joint = tf.where(flip, tf.reverse(joint, axis=[2]), joint)
+    rotations = tf.stack([tf.image.rot90(joint, k) for k in range(4)])  # square chips
+    joint = tf.gather(tf.transpose(rotations, [1, 0, 2, 3, 4]), draws[:, 1], batch_dims=1)
+    return joint[..., :-1], joint[..., -1:]
+
+
+def make_dataset(manifest: dict, folder: Path, split: str, cfg: InputConfig, training: bool, workers: int = 1):
+    """Batches of (standardised image [N,H,W,C] float32, label [N,H,W,1] float32).
+
+    ``training`` shuffles (files and records) and augments when asked; otherwise the order is
+    the manifest's, so evaluation is reproducible. Under a distribution strategy the dataset
+    is auto-sharded by file when each of the ``workers`` gets at least two shards, else by record.
+    """
+    import tensorflow as tf
+
+    files = split_files(manifest, folder, split, cfg.verify_records)
+    compression = manifest["records"]["compression"]
+    size, n_channels, dtype = manifest["chip_size"], len(manifest["channels"]), manifest["records"]["dtype"]
+    mean, std = normalisation(manifest)
+
+    dataset = tf.data.Dataset.from_tensor_slices(files)
+    if training and len(files) > 1:
+        dataset = dataset.shuffle(len(files), seed=cfg.seed, reshuffle_each_iteration=True)
+    dataset = dataset.interleave(
+        lambda path: tf.data.TFRecordDataset(path, compression, buffer_size=8 << 20),
+        cycle_length=min(len(files), 8),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=cfg.deterministic or not training,
+    )
+    split_mb = sum(s["bytes"] for s in manifest["splits"][split]["shards"]) / 1e6
+    if split_mb <= cfg.cache_mb:
+        dataset = dataset.cache()
+    if training:
+        dataset = dataset.shuffle(cfg.shuffle_buffer, seed=cfg.seed, reshuffle_each_iteration=True)
+    dataset = dataset.batch(cfg.batch_size, drop_remainder=False)
+
+    def parse(serialized):
+        image, label = records.decode_batch(serialized, size, size, n_channels, dtype)
+        return standardise(image, mean, std), label
+
+    dataset = dataset.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if training and cfg.augment:
+        seeds = tf.data.Dataset.random(seed=cfg.seed).batch(2)
+        dataset = tf.data.Dataset.zip((dataset, seeds)).map(
+            lambda batch, seed: augment_batch(*batch, seed), num_parallel_calls=tf.data.AUTOTUNE
+        )
+    options = tf.data.Options()
+    options.deterministic = cfg.deterministic or not training
+    many_files = len(files) >= 2 * max(1, workers)
+    options.experimental_distribute.auto_shard_policy = (
+        tf.data.experimental.AutoShardPolicy.FILE if many_files else tf.data.experimental.AutoShardPolicy.DATA
+    )
+    return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,98 @@
+"""Exact pixel-level precision-recall metrics, accumulated batch by batch.
+
+``PixelCurve`` keeps one (positives, negatives) count per distinct score, so its memory is
+bounded by the number of distinct probabilities (at most 2^30 float32 values in [0, 1]; in
+practice far fewer than the pixels) and never holds images. From those counts it computes
+exactly what ``sklearn.metrics.average_precision_score`` and ``roc_auc_score`` compute on the
+full arrays: average precision is sum_k (R_k - R_{k-1}) P_k over distinct thresholds in
+decreasing order, ties counted together. Keras' ``AUC(curve='PR')`` interpolates over a fixed
+threshold grid: it serves as a training-time monitor only, never as a reported number.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class PixelCurve:
+    """Streaming counts of positive and negative pixels per distinct score."""
+
+    def __init__(self, flush_every: int = 1 << 23):
+        self._scores = np.zeros(0, np.float32)
+        self._positives = np.zeros(0, np.int64)
+        self._negatives = np.zeros(0, np.int64)
+        self._pending: list[tuple[np.ndarray, np.ndarray]] = []
+        self._pending_size = 0
+        self._flush_every = flush_every
+
+    def update(self, scores, labels) -> None:
+        """Add a batch: ``scores`` probabilities, ``labels`` 0/1 (any matching shapes)."""
+        scores = np.asarray(scores, np.float32).ravel()
+        labels = np.asarray(labels).ravel() > 0.5
+        if scores.shape != labels.shape:
+            raise ValueError(f"{scores.size} scores but {labels.size} labels")
+        if np.isnan(scores).any():
+            raise ValueError("scores contain NaN: the model diverged or its input holds NaN")
+        self._pending.append((scores, labels))
+        self._pending_size += scores.size
+        if self._pending_size >= self._flush_every:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        scores = np.concatenate([self._scores] + [s for s, _ in self._pending])
+        positives = np.concatenate([self._positives] + [lab.astype(np.int64) for _, lab in self._pending])
+        negatives = np.concatenate([self._negatives] + [(~lab).astype(np.int64) for _, lab in self._pending])
+        unique, inverse = np.unique(scores, return_inverse=True)
+        self._scores = unique
+        self._positives = np.bincount(inverse, weights=positives, minlength=unique.size).astype(np.int64)
+        self._negatives = np.bincount(inverse, weights=negatives, minlength=unique.size).astype(np.int64)
+        self._pending, self._pending_size = [], 0
+
+    def curve(self) -> dict:
+        """Cumulative counts at each distinct threshold, highest score first."""
+        self._flush()
+        order = np.arange(self._scores.size)[::-1]
+        tps = np.cumsum(self._positives[order])
+        fps = np.cumsum(self._negatives[order])
+        return {"thresholds": self._scores[order], "tps": tps, "fps": fps}
+
+    def summary(self, threshold: float = 0.5) -> dict:
+        """AP, ROC-AUC, best F1 (and its threshold), and IoU/precision/recall at ``threshold``."""
+        c = self.curve()
+        tps, fps = c["tps"].astype(np.float64), c["fps"].astype(np.float64)
+        n_pos, n_neg = (tps[-1], fps[-1]) if tps.size else (0.0, 0.0)
+        if n_pos == 0:
+            raise ValueError("no positive pixel among the evaluated labels: precision-recall is undefined")
+        precision = tps / (tps + fps)
+        recall = tps / n_pos
+        average_precision = float(np.sum(np.diff(np.concatenate([[0.0], recall])) * precision))
+        fpr = np.concatenate([[0.0], fps / n_neg]) if n_neg else np.zeros(tps.size + 1)
+        tpr = np.concatenate([[0.0], recall])
+        roc_auc = float(np.trapezoid(tpr, fpr)) if n_neg else float("nan")
+        f1 = np.where(precision + recall > 0, 2 * precision * recall / np.maximum(precision + recall, 1e-300), 0.0)
+        best = int(np.argmax(f1))
+        # Pixels with score >= threshold are predicted landslide.
+        at = np.searchsorted(-c["thresholds"], -threshold, side="right")
+        tp, fp = (tps[at - 1], fps[at - 1]) if at > 0 else (0.0, 0.0)
+        fn = n_pos - tp
+        return {
+            "pr_auc": average_precision,
+            "roc_auc": roc_auc,
+            "positive_fraction": float(n_pos / (n_pos + n_neg)),
+            "pixels": int(n_pos + n_neg),
+            "positive_pixels": int(n_pos),
+            "best_f1": float(f1[best]),
+            "best_f1_threshold": float(c["thresholds"][best]),
+            "threshold": threshold,
+            "precision": float(tp / (tp + fp)) if tp + fp else 0.0,
+            "recall": float(tp / n_pos),
+            "iou": float(tp / (tp + fp + fn)) if tp + fp + fn else 0.0,
+        }
+
+    def pr_points(self) -> tuple[np.ndarray, np.ndarray]:
+        """(recall, precision) at every distinct threshold, for plotting."""
+        c = self.curve()
+        tps, fps = c["tps"].astype(np.float64), c["fps"].astype(np.float64)
+        return tps / max(tps[-1], 1.0), tps / np.maximum(tps + fps, 1.0)

@@ -1,0 +1,83 @@
+"""Figures: the precision-recall curve, predicted vs ground-truth chips, the study's Figure 4."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def pr_curve(
+    recall: np.ndarray, precision: np.ndarray, pr_auc: float, baseline: float, title: str, path: str | os.PathLike
+) -> None:
+    """Precision against recall over all test pixels, with the positive-fraction baseline."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5, 4.5))
+    ax.step(
+        np.concatenate([[0.0], recall]),
+        np.concatenate([[precision[0] if precision.size else 1.0], precision]),
+        where="post",
+        label=f"model (PR-AUC {pr_auc:.3f})",
+    )
+    ax.axhline(baseline, color="grey", linestyle="--", label=f"random (positive fraction {baseline:.3f})")
+    ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02), title=title)
+    ax.legend(loc="upper right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def prediction_panel(probabilities: np.ndarray, labels: np.ndarray, title: str, path: str | os.PathLike) -> None:
+    """Predicted landslide probability (top row) over ground truth (bottom row), as the
+    paper's Figure 5: background purple, landslide yellow."""
+    plt = _pyplot()
+    n = len(probabilities)
+    fig, axes = plt.subplots(2, n, figsize=(1.8 * n, 4.0), squeeze=False)
+    for i in range(n):
+        axes[0, i].imshow(probabilities[i].squeeze(), vmin=0, vmax=1, cmap="viridis")
+        axes[1, i].imshow(labels[i].squeeze(), vmin=0, vmax=1, cmap="viridis")
+        for ax in axes[:, i]:
+            ax.set_xticks([])
+            ax.set_yticks([])
+    axes[0, 0].set_ylabel("predicted")
+    axes[1, 0].set_ylabel("ground truth")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def study_figure(rows: list[dict], path: str | os.PathLike) -> None:
+    """PR-AUC against timesteps, one line per input set, the baseline as a dashed line
+    (the paper's Figure 4); the DEM-only result is a horizontal line."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    groups = {"vh": "VH", "vv": "VV", "vv_vh_dem": "VV+VH+DEM", "vv_vh": "VV+VH"}
+    for prefix, label in groups.items():
+        points = sorted((r["timesteps"], r["pr_auc"]) for r in rows if r["config"].rsplit("_t", 1)[0] == prefix)
+        if points:
+            ax.plot(*zip(*points, strict=True), marker="o", label=label)
+    for r in rows:
+        if r["config"] == "dem":
+            ax.axhline(r["pr_auc"], color="brown", linestyle=":", label="DEM only")
+    if rows:
+        ax.axhline(
+            float(np.mean([r["positive_fraction"] for r in rows])),
+            color="grey",
+            linestyle="--",
+            label="random (positive fraction)",
+        )
+    ax.set(xlabel="SAR timesteps before/after the event", ylabel="test PR-AUC", xticks=[1, 2, 3, 4], ylim=(0, 1))
+    ax.legend(loc="upper left", fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

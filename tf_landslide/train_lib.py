@@ -1,0 +1,335 @@
+"""Training: distribution strategy, optimiser, callbacks, fit, and what the model folder holds.
+
+The paper's recipe: Adam, learning rate 0.01, weight decay 1e-4, ReduceLROnPlateau (factor
+0.1, patience 10, threshold 1e-4) on the training loss, 100 epochs, batch 64, cross-entropy.
+
+* Weight decay is an **L2 term added to the gradient** (``weight_decay_mode='l2'``), exactly what
+  ``torch.optim.Adam(weight_decay=1e-4)`` in the authors' code does, on every parameter (BN and
+  biases included). Decoupled decay (AdamW) is a different method; it is offered as
+  ``weight_decay_mode='decoupled'`` for comparison.
+* ReduceLROnPlateau follows PyTorch's semantics (a *relative* threshold: an epoch improves when
+  loss < best * (1 - 1e-4)); Keras' own callback uses an absolute ``min_delta``.
+* Two sigmoid-output classes in PyTorch (softmax over background/landslide) and one sigmoid
+  output with binary cross-entropy are the same model up to the parametrisation of the last
+  layer; we use the latter, so a probability map comes out directly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import logging
+import math
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from tf_landslide import data, export, models
+from tf_landslide.config import TrainConfig
+from tf_landslide.cube.channels import resolve_channel_config
+
+log = logging.getLogger("tf_landslide.train")
+
+WEIGHT_DECAY_MODES = ("l2", "decoupled")
+BEST_MODEL, LAST_MODEL = "best.keras", "last.keras"
+
+
+# --- cluster and strategy -----------------------------------------------------------------
+
+
+def cluster_from_environment(environ: dict) -> str:
+    """The cluster as TF_CONFIG JSON: TF_CONFIG itself, or Vertex AI's CLUSTER_SPEC translated.
+
+    Vertex AI sets CLUSTER_SPEC ({"cluster": {"workerpool0": [...], ...}, "task": {"type":
+    "workerpool0", "index": 0}}) for custom containers; pool 0 is the chief.
+    """
+    if environ.get("TF_CONFIG"):
+        return environ["TF_CONFIG"]
+    if not environ.get("CLUSTER_SPEC"):
+        return ""
+    spec = json.loads(environ["CLUSTER_SPEC"])
+    pools = spec.get("cluster", {})
+    names = {"workerpool0": "chief", "workerpool1": "worker", "workerpool2": "ps", "workerpool3": "evaluator"}
+    cluster = {names[pool]: hosts for pool, hosts in pools.items() if pool in names and hosts}
+    task = spec.get("task", {})
+    return json.dumps(
+        {"cluster": cluster, "task": {"type": names.get(task.get("type"), "chief"), "index": int(task.get("index", 0))}}
+    )
+
+
+def cluster_workers(cluster: str) -> int:
+    if not cluster:
+        return 1
+    spec = json.loads(cluster).get("cluster", {})
+    return sum(len(spec.get(role, [])) for role in ("chief", "worker")) or 1
+
+
+def make_strategy(cluster: str):
+    """MultiWorkerMirroredStrategy when ``cluster`` names several workers, else MirroredStrategy."""
+    import tensorflow as tf
+
+    if cluster_workers(cluster) > 1:
+        config = json.loads(cluster)
+        resolver = tf.distribute.cluster_resolver.SimpleClusterResolver(
+            tf.train.ClusterSpec(config["cluster"]),
+            task_type=config["task"]["type"],
+            task_id=config["task"]["index"],
+            rpc_layer="grpc",
+        )
+        return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver)
+    return tf.distribute.MirroredStrategy()
+
+
+def is_chief(cluster: str) -> bool:
+    if cluster_workers(cluster) <= 1:
+        return True
+    task = json.loads(cluster)["task"]
+    return task["type"] == "chief" or (
+        task["type"] == "worker" and task["index"] == 0 and "chief" not in json.loads(cluster)["cluster"]
+    )
+
+
+# --- optimiser and callbacks ----------------------------------------------------------------
+
+
+def make_optimizer(cfg: TrainConfig):
+    import tensorflow as tf
+
+    if cfg.weight_decay_mode not in WEIGHT_DECAY_MODES:
+        raise ValueError(f"--weight_decay_mode={cfg.weight_decay_mode!r}; choose one of {list(WEIGHT_DECAY_MODES)}")
+    if cfg.weight_decay_mode == "decoupled":
+        return tf.keras.optimizers.AdamW(learning_rate=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    return AdamL2(learning_rate=cfg.learning_rate, l2=cfg.weight_decay)
+
+
+@functools.lru_cache(maxsize=1)
+def _adam_l2_class():
+    """Built on first use, so importing this module does not load TensorFlow."""
+    import tensorflow as tf
+
+    class AdamL2(tf.keras.optimizers.Adam):
+        """Adam with PyTorch's (coupled) weight decay: gradient += l2 * parameter."""
+
+        def __init__(self, l2: float = 0.0, name: str = "AdamL2", **kwargs):
+            super().__init__(name=name, **kwargs)
+            self.l2 = l2
+
+        def update_step(self, gradient, variable):
+            if self.l2:
+                gradient = tf.convert_to_tensor(gradient) + tf.cast(self.l2, variable.dtype) * variable
+            return super().update_step(gradient, variable)
+
+        def get_config(self):
+            return {**super().get_config(), "l2": self.l2}
+
+    return AdamL2
+
+
+def AdamL2(**kwargs):  # noqa: N802 (stands for the class)
+    return _adam_l2_class()(**kwargs)
+
+
+def custom_objects() -> dict:
+    return {"AdamL2": _adam_l2_class()}
+
+
+def _callback_base():
+    import tensorflow as tf
+
+    return tf.keras.callbacks.Callback
+
+
+def torch_plateau(factor: float, patience: int, threshold: float, state_path: Path | None):
+    """ReduceLROnPlateau with PyTorch's semantics (mode min, relative threshold) on 'loss'.
+
+    Its state (best loss, bad epochs) is saved each epoch beside the BackupAndRestore
+    checkpoint, so a resumed run reduces the learning rate exactly when an unbroken one would.
+    """
+
+    class TorchPlateau(_callback_base()):
+        def __init__(self):
+            super().__init__()
+            self.best, self.bad_epochs = math.inf, 0
+
+        def on_train_begin(self, logs=None):
+            if state_path and state_path.exists():
+                state = json.loads(state_path.read_text())
+                self.best, self.bad_epochs = state["best"], state["bad_epochs"]
+
+        def on_epoch_end(self, epoch, logs=None):
+            current = float(logs["loss"])
+            if current < self.best * (1 - threshold):
+                self.best, self.bad_epochs = current, 0
+            else:
+                self.bad_epochs += 1
+            if self.bad_epochs > patience:
+                lr = float(self.model.optimizer.learning_rate.numpy())
+                new_lr = lr * factor
+                if lr - new_lr > 1e-8:
+                    self.model.optimizer.learning_rate.assign(new_lr)
+                    log.info("epoch %d: reducing learning rate to %.1e", epoch + 1, new_lr)
+                self.bad_epochs = 0
+            if state_path:
+                state_path.parent.mkdir(parents=True, exist_ok=True)
+                state_path.write_text(json.dumps({"best": self.best, "bad_epochs": self.bad_epochs}))
+
+    return TorchPlateau()
+
+
+def epoch_line(train_chips: int, epochs: int):
+    """One log line per epoch: loss, validation PR-AUC (Keras' approximation), lr, chips/s."""
+
+    class EpochLine(_callback_base()):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.started, self.train_seconds = time.perf_counter(), None
+
+        def on_test_begin(self, logs=None):
+            self.train_seconds = time.perf_counter() - self.started
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs if logs is not None else {}
+            seconds = self.train_seconds or (time.perf_counter() - self.started)
+            logs["chips_per_second"] = train_chips / seconds
+            logs["learning_rate"] = float(self.model.optimizer.learning_rate.numpy())
+            log.info(
+                "epoch %d/%d  loss %.4f  val_loss %.4f  val_pr_auc~ %.4f  lr %.1e  %.1f chips/s",
+                epoch + 1,
+                epochs,
+                logs.get("loss", math.nan),
+                logs.get("val_loss", math.nan),
+                logs.get("val_pr_auc", math.nan),
+                logs["learning_rate"],
+                logs["chips_per_second"],
+            )
+
+    return EpochLine()
+
+
+# --- the run ----------------------------------------------------------------------------------
+
+
+def ensure_records(cfg: TrainConfig) -> tuple[dict, Path]:
+    """The export's manifest, running the export first if the records do not exist yet."""
+    config = resolve_channel_config(cfg.export.config, cfg.export.channels, cfg.export.timesteps)
+    folder = Path(cfg.export.records_dir) / config.name
+    if not (folder / data.MANIFEST_NAME).exists():
+        if cluster_workers(cfg.cluster) > 1:
+            raise data.DataError(
+                f"no records at {folder}: run `python -m export` with the same flags once, before starting the workers"
+            )
+        log.info("no records at %s yet: running the export first", folder)
+        export.export(cfg.export)
+    manifest, folder = data.load_manifest(cfg.export.records_dir, config.name)
+    data.check_manifest(manifest, config.name, config.channels, cfg.export.chip_size)
+    return manifest, folder
+
+
+def _write_dir(model_dir: str, chief: bool) -> str:
+    """Non-chief workers write their (identical) copies to a scratch folder, as Keras expects."""
+    return model_dir if chief else tempfile.mkdtemp(prefix="worker-")
+
+
+def train(cfg: TrainConfig, flags_text: str = "") -> dict:
+    """Train ``cfg``'s model on its export; return the training summary (also in the model dir)."""
+    import tensorflow as tf
+
+    manifest, folder = ensure_records(cfg)
+    tf.get_logger().setLevel(logging.WARNING)  # checkpoint saves log at INFO every epoch
+    tf.keras.utils.set_random_seed(cfg.seed)
+    if cfg.input.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    if cfg.mixed_precision:
+        tf.keras.mixed_precision.set_global_policy("mixed_float16")
+    strategy = make_strategy(cfg.cluster)
+    chief = is_chief(cfg.cluster)
+    workers = cluster_workers(cfg.cluster)
+    model_dir = Path(_write_dir(cfg.model_dir, chief))
+    model_dir.mkdir(parents=True, exist_ok=True)
+    backup_dir = Path(cfg.checkpoint_dir or model_dir / "backup")
+    log.info(
+        "training %s %s on %s: %d replica(s) over %d worker(s), global batch %d",
+        cfg.model.arch,
+        cfg.model.backbone,
+        manifest["config"]["name"],
+        strategy.num_replicas_in_sync,
+        workers,
+        cfg.input.batch_size,
+    )
+
+    train_data = data.make_dataset(manifest, folder, "train", cfg.input, training=True, workers=workers)
+    val_data = data.make_dataset(manifest, folder, "val", cfg.input, training=False, workers=workers)
+    with strategy.scope():
+        model = models.build_model(cfg.model, len(manifest["channels"]), manifest["chip_size"])
+        model.compile(
+            optimizer=make_optimizer(cfg),
+            loss=tf.keras.losses.BinaryCrossentropy(),
+            metrics=[tf.keras.metrics.AUC(curve="PR", num_thresholds=200, name="pr_auc")],
+            jit_compile=cfg.jit_compile,
+        )
+    if chief:
+        _write_run_files(model_dir, cfg, manifest, flags_text)
+    callbacks = [
+        tf.keras.callbacks.BackupAndRestore(str(backup_dir)),
+        torch_plateau(cfg.lr_factor, cfg.lr_patience, cfg.lr_threshold, backup_dir / "plateau.json"),
+        epoch_line(manifest["splits"]["train"]["chips"], cfg.epochs),
+        tf.keras.callbacks.TerminateOnNaN(),
+        tf.keras.callbacks.ModelCheckpoint(
+            str(model_dir / BEST_MODEL), monitor="val_pr_auc", mode="max", save_best_only=True
+        ),
+        tf.keras.callbacks.TensorBoard(cfg.tensorboard_dir or str(model_dir / "logs")),
+    ]
+    if chief:
+        callbacks.append(tf.keras.callbacks.CSVLogger(str(model_dir / "history.csv"), append=True))
+    started = time.perf_counter()
+    history = model.fit(train_data, validation_data=val_data, epochs=cfg.epochs, callbacks=callbacks, verbose=0)
+    model.save(str(model_dir / LAST_MODEL))
+    summary = _summary(model_dir, history, time.perf_counter() - started, manifest)
+    if chief:
+        (model_dir / "train_summary.json").write_text(json.dumps(summary, indent=1))
+    else:
+        shutil.rmtree(model_dir, ignore_errors=True)
+    return summary
+
+
+def _write_run_files(model_dir: Path, cfg: TrainConfig, manifest: dict, flags_text: str) -> None:
+    (model_dir / "train_config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=1))
+    (model_dir / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    if flags_text:
+        (model_dir / "flags.txt").write_text(flags_text)
+
+
+def _summary(model_dir: Path, history, seconds: float, manifest: dict) -> dict:
+    """Best epoch by validation PR-AUC over the whole history (resumed runs included)."""
+    import csv
+
+    rows = []
+    path = model_dir / "history.csv"
+    if path.exists():
+        with open(path) as handle:
+            rows = list(csv.DictReader(handle))
+    if not rows:
+        rows = [{k: v[i] for k, v in history.history.items()} | {"epoch": i} for i in range(len(history.epoch))]
+    best = max(rows, key=lambda r: float(r.get("val_pr_auc", -1)))
+    return {
+        "epochs": len(rows),
+        "best_epoch": int(best["epoch"]) + 1,
+        "best_val_pr_auc_keras_approx": float(best.get("val_pr_auc", math.nan)),
+        "final_loss": float(rows[-1]["loss"]),
+        "final_learning_rate": float(rows[-1].get("learning_rate", math.nan)),
+        "mean_chips_per_second": sum(float(r.get("chips_per_second", 0)) for r in rows) / len(rows),
+        "train_seconds_this_run": round(seconds, 1),
+        "config": manifest["config"]["name"],
+        "train_chips": manifest["splits"]["train"]["chips"],
+    }
+
+
+def load_trained_model(model_dir: str, which: str = "best"):
+    """The best (by validation PR-AUC) or last model of a training run."""
+    import tensorflow as tf
+
+    path = Path(model_dir) / (BEST_MODEL if which == "best" else LAST_MODEL)
+    if not path.exists():
+        raise FileNotFoundError(f"no trained model at {path}: train first (python train.py --model_dir={model_dir})")
+    return tf.keras.models.load_model(str(path), custom_objects=custom_objects(), compile=False)

@@ -1,0 +1,30 @@
+"""Train a landslide segmentation model on an export (running the export first if needed).
+
+python train.py --flagfile=configs/vv_vh_dem_t1.flags [--model_dir=DIR] [--epochs=N] [--batch_size=N]
+"""
+
+import os
+import sys
+
+from absl import app, logging
+
+from tf_landslide import flags as landslide_flags
+from tf_landslide import train_lib
+from tf_landslide.cube.open import CubeError
+from tf_landslide.data import DataError
+from tf_landslide.export import ExportError
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    try:
+        cfg = landslide_flags.train_config(cluster=train_lib.cluster_from_environment(dict(os.environ)))
+        train_lib.train(cfg, flags_text=landslide_flags.flags_text())
+    except (CubeError, DataError, ExportError, ValueError, FileNotFoundError) as error:
+        logging.error("%s", error)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    app.run(main)
