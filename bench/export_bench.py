@@ -101,13 +101,14 @@ def compressor_of(path: Path, variable: str) -> str:
 # --- what the export reads ------------------------------------------------------------------
 
 def export_plan(location: str, config_name: str):
-    """The ChannelPlan the export builds for ``config_name`` (orbit 'auto', the cube's event)."""
+    """The ChannelPlan the export builds for ``config_name`` with default cube settings (orbit 'auto')."""
+    cube = CubeConfig(cube=location)
     ds = open_cube(location)
     config = channels_lib.resolve_channel_config(config_name)
-    event = events.resolve_event("", "", "", location, ds.attrs)
-    orbit = channels_lib.resolve_orbit(ds, "auto")
+    event = events.resolve_event(cube.event, cube.event_start, cube.event_end, location, ds.attrs)
+    orbit = channels_lib.resolve_orbit(ds, cube.orbit)
     if config.needs_sar:
-        acquisitions = channels_lib.select_acquisitions(ds, event, config.timesteps, orbit)
+        acquisitions = channels_lib.select_acquisitions(ds, event, config.timesteps, orbit, cube.acquisition_rule)
     else:
         acquisitions = channels_lib.Acquisitions(orbit, (), ())
     pairs = channels_lib.select_pairs(ds, event, orbit) if config.needs_insar else {}
@@ -194,53 +195,90 @@ def measure_floor(location: str, planes: list, ranges: list[tuple[int, int]], wo
 
 # --- memory ---------------------------------------------------------------------------------
 
-def tree_rss(root: psutil.Process) -> tuple[int, int]:
-    """Sum of RSS over ``root`` and all its descendants, and how many processes that is."""
-    procs = [root]
+def tree_processes(root: psutil.Process) -> list[psutil.Process]:
+    """``root`` and all its descendants (Dask nannies, workers and their children)."""
     try:
-        procs += root.children(recursive=True)
+        return [root, *root.children(recursive=True)]
     except psutil.Error:
-        pass
+        return [root]
+
+
+def tree_rss(root: psutil.Process) -> int:
     total = 0
-    counted = 0
-    for proc in procs:
+    for proc in tree_processes(root):
         try:
             total += proc.memory_info().rss
-            counted += 1
         except psutil.Error:
             pass
-    return total, counted
+    return total
 
 
-class RssSampler:
-    """Samples the process tree's summed RSS in a thread; ``peak`` after the block exits."""
+def busy_seconds(times) -> float:
+    """CPU seconds a ``psutil.cpu_times()`` total spent not idle."""
+    return sum(times) - times.idle - getattr(times, "iowait", 0.0)
+
+
+class TreeSampler:
+    """Samples the process tree in a thread while the block runs.
+
+    ``peak``: the largest sum of RSS over the tree, with ``peak_parts`` the per-process RSS
+    of that sample (this process first). ``tree_cpu``: CPU seconds of the tree, from the
+    last sample of every process (workers exit before the block ends); ``machine_cpu``:
+    CPU seconds of the whole machine; their difference is load from other processes.
+    """
 
     def __init__(self, interval: float):
         self.interval = interval
         self.root = psutil.Process()
         self.peak = 0
-        self.peak_procs = 0
+        self.peak_parts: list[int] = []
         self.samples = 0
-        self.baseline = tree_rss(self.root)[0]
+        self.baseline = tree_rss(self.root)
+        self._cpu: dict[int, float] = {}
+        self._cpu_start = self._cpu_sample()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
+    def _cpu_sample(self) -> dict[int, float]:
+        out = {}
+        for proc in tree_processes(self.root):
+            try:
+                times = proc.cpu_times()
+                out[proc.pid] = times.user + times.system
+            except psutil.Error:
+                pass
+        return out
+
     def _run(self) -> None:
         while True:
-            rss, procs = tree_rss(self.root)
+            parts = []
+            for proc in tree_processes(self.root):
+                try:
+                    parts.append(proc.memory_info().rss)
+                    times = proc.cpu_times()
+                    self._cpu[proc.pid] = times.user + times.system
+                except psutil.Error:
+                    pass
             self.samples += 1
-            if rss > self.peak:
-                self.peak, self.peak_procs = rss, procs
+            if sum(parts) > self.peak:
+                self.peak, self.peak_parts = sum(parts), parts
             if self._stop.wait(self.interval):
                 return
 
     def __enter__(self) -> Self:
+        self._machine_start = busy_seconds(psutil.cpu_times())
+        self._wall_start = time.perf_counter()
         self._thread.start()
         return self
 
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join()
+        self.wall = time.perf_counter() - self._wall_start
+        self.machine_cpu = busy_seconds(psutil.cpu_times()) - self._machine_start
+        self._cpu.update(self._cpu_sample())
+        self.tree_cpu = sum(cpu - self._cpu_start.get(pid, 0.0) for pid, cpu in self._cpu.items())
+        self.other_cpu = max(0.0, self.machine_cpu - self.tree_cpu)
 
 
 # --- the export -----------------------------------------------------------------------------
@@ -263,7 +301,7 @@ def run_export(location: str, args, case: str, repeat: int, work: Path) -> dict:
         progress=False,
         overwrite=True,
     )
-    with RssSampler(args.sample_interval) as sampler:
+    with TreeSampler(args.sample_interval) as sampler:
         started = time.perf_counter()
         manifest = export_lib.export(cfg)
         seconds = time.perf_counter() - started
@@ -275,9 +313,12 @@ def run_export(location: str, args, case: str, repeat: int, work: Path) -> dict:
         "seconds": seconds,
         "manifest_seconds": manifest.get("export_seconds"),
         "peak_rss": sampler.peak,
-        "peak_procs": sampler.peak_procs,
+        "peak_procs": len(sampler.peak_parts),
+        "peak_parts": sampler.peak_parts,
         "baseline_rss": sampler.baseline,
         "samples": sampler.samples,
+        "tree_cpu": sampler.tree_cpu,
+        "other_cpu": sampler.other_cpu,
         "chips": chips,
         "total_chips": manifest["totals"]["chips"],
         "skipped": manifest["totals"]["skipped_nodata_chips"],
@@ -287,6 +328,10 @@ def run_export(location: str, args, case: str, repeat: int, work: Path) -> dict:
 
 
 # --- report ---------------------------------------------------------------------------------
+
+def listed(results: list[dict], key: str) -> str:
+    return ", ".join(f"{r[key]:.1f}" for r in results)
+
 
 def table(rows: list[tuple[str, str]]) -> str:
     width = max(len(k) for k, _ in rows)
@@ -348,10 +393,12 @@ def main(argv: list[str] | None = None) -> int:
         for case in args.cases:
             result = run_export(location, args, case, repeat, work)
             runs[case].append(result)
+            parts = " + ".join(f"{rss / GB:.2f}" for rss in result["peak_parts"])
             log(f"export ({case}) run {repeat + 1}/{args.repeats}: {result['seconds']:.2f} s "
-                f"(manifest {result['manifest_seconds']} s), peak RSS {result['peak_rss'] / GB:.2f} GB over "
-                f"{result['peak_procs']} processes (baseline {result['baseline_rss'] / GB:.2f} GB, "
-                f"{result['samples']} samples), chips {result['chips']}, skipped {result['skipped']}")
+                f"(manifest {result['manifest_seconds']} s); CPU: ours {result['tree_cpu']:.1f} s, other processes "
+                f"{result['other_cpu']:.1f} s; peak RSS {result['peak_rss'] / GB:.2f} GB = {parts} (this process "
+                f"first; baseline {result['baseline_rss'] / GB:.2f} GB, {result['samples']} samples); "
+                f"chips {result['chips']}, skipped {result['skipped']}")
     shutil.rmtree(work, ignore_errors=True)
 
     # 5. summary
@@ -421,6 +468,8 @@ def summary_table(f: dict) -> str:
                                         + f"  [target <= {RSS_TARGET_BYTES / GB:g} GB: {rss_verdict}]"),
             ("  chips per split", ", ".join(f"{k} {v}" for k, v in last["chips"].items())
                                   + f" (total {last['total_chips']}, skipped as no-data {last['skipped']})"),
+            ("  CPU seconds per run", f"ours {listed(results, 'tree_cpu')}; other processes "
+                                     + f"{listed(results, 'other_cpu')}"),
             ("  records", f"{last['shards']} shards, {last['record_bytes'] / 1e6:.0f} MB"),
             ("  chips/s", f"{last['total_chips'] / median:.1f}"),
         ]

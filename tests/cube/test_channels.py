@@ -236,15 +236,13 @@ def test_before_and_after_never_share_an_acquisition(cube, rule, k):
     assert times[list(chosen.before)].max() < times[list(chosen.after)].min()
 
 
-@pytest.mark.xfail(strict=True, reason="channels.py select_acquisitions(rule='authors'): the event-day pass after "
-                                       "the trigger is in both windows; with exactly k passes in 'before' it is "
-                                       "not dropped and is averaged as a 'before' and an 'after' acquisition")
-def test_authors_rule_with_exactly_k_before_does_not_reuse_the_event_day_pass(cube):
-    # Descending passes of 24 Aug, 5 Sep (20:40, after the trigger), 17 Sep and 29 Sep.
+def test_authors_rule_never_averages_one_pass_on_both_sides(cube):
+    # Descending passes of 24 Aug, 5 Sep (20:40, after the trigger), 17 Sep and 29 Sep: the
+    # authors' day windows put 5 Sep in both; with exactly k 'before' passes it is not trimmed.
     keep = [i for i, t in enumerate(times_of(cube, range(cube.sizes[schema.TIME_DIM]))) if t in DESC[2:]]
     ds = cube.isel({schema.TIME_DIM: keep})
-    chosen = select_acquisitions(ds, HOKKAIDO, 2, "descending", rule="authors")
-    assert not set(chosen.before) & set(chosen.after)
+    with pytest.raises(CubeError, match="2018-09-05T20:40:12 both before and after.*--event_end"):
+        select_acquisitions(ds, HOKKAIDO, 2, "descending", rule="authors")
 
 
 def test_zero_timesteps_selects_nothing(cube):
@@ -274,6 +272,25 @@ def test_select_pairs_spans_the_trigger(cube, orbit, pre, co):
     assert pair_label(cube, chosen["coherence_preevent"]) == pre
 
 
+def test_coevent_pair_is_the_shortest_spanning_one(cube):
+    # Relabel the 12-day pair 12 Aug -> 24 Aug as a 24-day pair 12 Aug -> 5 Sep: it spans the event too.
+    labels = np.asarray(cube[schema.PAIR_DIM].values).astype(str).tolist()
+    labels[labels.index("20180812_20180824")] = "20180812_20180905"
+    ds = cube.assign_coords({schema.PAIR_DIM: labels})
+    chosen = select_pairs(ds, HOKKAIDO, "descending")
+    assert pair_label(ds, chosen["coherence_coevent"]) == "20180824_20180905"
+    assert pair_label(ds, chosen["coherence_preevent"]) == "20180731_20180812"
+
+
+def test_both_orbits_pairs_span_the_trigger(cube):
+    chosen = select_pairs(cube, HOKKAIDO, "both")
+    pairs = pair_acquisitions(cube)
+    first, second, _ = pairs[chosen["coherence_coevent"]]
+    assert first < TRIGGER < second and second - first == np.timedelta64(12, "D")
+    # The last pair entirely before the trigger, across both orbits: 20 Aug -> 1 Sep (ascending).
+    assert pair_label(cube, chosen["coherence_preevent"]) == "20180820_20180901"
+
+
 def test_day_labels_take_the_exact_acquisition_time(cube):
     pairs = dict(zip(np.asarray(cube[schema.PAIR_DIM].values).astype(str), pair_acquisitions(cube), strict=True))
     first, second, orbit = pairs["20180824_20180905"]
@@ -296,9 +313,6 @@ def test_pair_bounds_coordinates_are_used_when_present(cube):
     assert select_pairs(relabelled, HOKKAIDO, "descending") == select_pairs(cube, HOKKAIDO, "descending")
 
 
-@pytest.mark.xfail(strict=True, reason="channels.py pair_acquisitions: a day with two acquisitions (one per orbit) "
-                                       "resolves to midnight with orbit None, so the pair spanning the event is "
-                                       "taken as pre-event and a pair of the other orbit as co-event")
 def test_pairs_on_a_day_with_two_acquisitions(cube):
     # Move the ascending pass of 1 September to the morning of 5 September (before the trigger):
     # that day then holds an ascending (08:26, before) and a descending pass (20:40, after).
@@ -451,8 +465,6 @@ def test_sar_channels_need_a_timestep():
         resolve_channel_config("mine", ("vv_before",), 0)
 
 
-@pytest.mark.xfail(strict=True, reason="channels.py resolve_channel_config: a preset name given with its own "
-                                       "channels skips the preset's timesteps (vv_t2 becomes k=1, or any --timesteps)")
 def test_preset_name_with_its_own_channels_keeps_its_timesteps():
     assert resolve_channel_config("vv_t2", ("vv_before", "vv_after")).timesteps == 2
     with pytest.raises(CubeError):

@@ -151,8 +151,6 @@ def test_zip_without_a_zarr_store_says_so(tmp_path):
     assert ".zgroup" in str(info.value) and "zarr.json" in str(info.value)
 
 
-@pytest.mark.xfail(strict=True, reason="open.py: _zip_root's CubeError is re-raised unchanged by open_cube, "
-                                       "so the message does not say which zip holds no store")
 def test_zip_without_a_zarr_store_names_the_zip(tmp_path):
     location = tmp_path / "not_a_cube.zip"
     with zipfile.ZipFile(location, "w") as archive:
@@ -235,9 +233,6 @@ def test_missing_time_dimension(cube):
     assert "dem('y', 'x')" in message
 
 
-@pytest.mark.xfail(strict=True, reason="open.py describe(): a scalar 'timestep' coordinate (cube cut to one "
-                                       "acquisition) makes acquisitions_by_orbit raise TypeError instead of "
-                                       "the schema's CubeError")
 def test_single_acquisition_cube_with_scalar_timestep_is_a_cube_error(cube):
     message = _schema_error(cube.isel(timestep=0))
     assert "dimension 'timestep' is missing" in message

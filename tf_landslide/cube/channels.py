@@ -68,6 +68,8 @@ def resolve_channel_config(config: str, channels: Iterable[str] = (), timesteps:
     """A study configuration by name, or a free channel list under a new name."""
     channels = tuple(channels)
     presets = study_configs()
+    if config in presets and channels == presets[config].channels:
+        channels = ()  # the preset itself, spelt out
     if not channels:
         if config not in presets:
             raise CubeError(
@@ -163,7 +165,15 @@ def select_acquisitions(ds: xr.Dataset, event: Event, timesteps: int, orbit: str
                 f"another --orbit, or check --event. All acquisitions: {acquisitions_by_orbit(ds)}"
             )
     chosen_before = tuple(before[len(before) - timesteps :]) if timesteps else ()
-    return Acquisitions(orbit, chosen_before, tuple(after[:timesteps]))
+    chosen_after = tuple(after[:timesteps])
+    shared = sorted(set(chosen_before) & set(chosen_after))
+    if shared:  # only the authors' calendar-day windows can overlap
+        listed = ", ".join(pd.Timestamp(times[i]).isoformat() for i in shared)
+        raise CubeError(
+            f"the authors' windows put {listed} both before and after the event; give --event_end a later "
+            "day (their Hokkaido run used 2018-09-07) or use --acquisition_rule=paper"
+        )
+    return Acquisitions(orbit, chosen_before, chosen_after)
 
 
 _TIME_TOKEN = re.compile(r"\d{4}-?\d{2}-?\d{2}(?:[T ]\d{2}:?\d{2}(?::?\d{2})?)?")
@@ -196,19 +206,30 @@ def pair_acquisitions(ds: xr.Dataset) -> list[tuple[np.datetime64, np.datetime64
                 )
             tokens.append(tuple(found))
     pairs = []
-    for first, second in tokens:
-        resolved = []
-        for token in (first, second):
-            t = np.datetime64(pd.Timestamp(token).to_datetime64(), "ns")
-            has_time = len(token) > 10 and not token.endswith(("T00:00:00", "T000000"))
-            same_day = np.flatnonzero(days == t.astype("datetime64[D]"))
-            if not has_time and same_day.size == 1:
-                t = times[same_day[0]]
-            match = np.flatnonzero(times == t)
-            resolved.append((t, orbits[match[0]] if match.size else None))
-        (start, orbit_a), (end, orbit_b) = resolved
-        pairs.append((start, end, orbit_a if orbit_a == orbit_b else None))
+    for label, (first, second) in zip(np.asarray(ds[schema.PAIR_DIM].values).astype(str), tokens, strict=True):
+        options = [_token_candidates(token, times, days) for token in (first, second)]
+        # ISCE pairs two acquisitions of one orbit: where a day holds passes of both orbits,
+        # the orbit shared by the two dates settles which passes are meant.
+        same_orbit = [(a, b) for a in options[0] for b in options[1] if a < b and orbits[a] == orbits[b]]
+        if same_orbit:
+            if len({orbits[a] for a, _ in same_orbit}) > 1:
+                raise CubeError(
+                    f"InSAR pair {label!r} matches passes of both orbits on its dates; "
+                    "give the cube timepair_start/timepair_end coordinates with times"
+                )
+            a, b = same_orbit[0]
+            pairs.append((times[a], times[b], orbits[a]))
+        else:  # dates without a matching acquisition: midnight, orbit unknown
+            start, end = (np.datetime64(pd.Timestamp(t).to_datetime64(), "ns") for t in (first, second))
+            pairs.append((start, end, None))
     return pairs
+
+
+def _token_candidates(token: str, times: np.ndarray, days: np.ndarray) -> list[int]:
+    """Acquisitions a pair date names: the exact time if it has one, else every pass that day."""
+    t = np.datetime64(pd.Timestamp(token).to_datetime64(), "ns")
+    has_time = len(token) > 10 and not token.endswith(("T00:00:00", "T000000"))
+    return [int(i) for i in np.flatnonzero(times == t if has_time else days == t.astype("datetime64[D]"))]
 
 
 def select_pairs(ds: xr.Dataset, event: Event, orbit: str) -> dict[str, int]:

@@ -55,6 +55,12 @@ _CUBE_NAMES = {
 }
 
 
+def _checked(event: Event, source: str) -> Event:
+    if event.end < event.start:
+        raise CubeError(f"{source}: the event ends ({_iso(event.end)}) before it starts ({_iso(event.start)})")
+    return event
+
+
 def resolve_event(
     event: str | None,
     event_start: str | None,
@@ -76,13 +82,11 @@ def resolve_event(
     if event_start or event_end:
         start = parse_utc(event_start or event_end, "event_start")
         end = parse_utc(event_end or event_start, "event_end")
-        if end < start:
-            raise CubeError(f"--event_end ({_iso(end)}) is before --event_start ({_iso(start)})")
-        return Event("custom", start, end)
+        return _checked(Event("custom", start, end), "--event_start/--event_end")
     if "event_start" in cube_attrs:
         start = parse_utc(cube_attrs["event_start"], "event_start")
         end = parse_utc(cube_attrs.get("event_end", cube_attrs["event_start"]), "event_end")
-        return Event(str(cube_attrs.get("event_name", "cube")), start, end)
+        return _checked(Event(str(cube_attrs.get("event_name", "cube")), start, end), "the cube's event attributes")
     lowered = cube_location.lower()
     for stem, name in _CUBE_NAMES.items():
         if stem in lowered:

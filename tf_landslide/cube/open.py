@@ -40,7 +40,10 @@ def _open_zip(location: str, storage_options: dict) -> xr.Dataset:
 
     with fsspec.open(location, "rb", **storage_options) as handle:
         with zipfile.ZipFile(handle) as archive:
-            root = _zip_root(archive.namelist())
+            try:
+                root = _zip_root(archive.namelist())
+            except CubeError as error:
+                raise CubeError(f"{location!r}: {error}") from None
     url = f"zip://{root}::{location}" if root else f"zip://::{location}"
     return xr.open_zarr(url, consolidated=None, chunks=None, storage_options=storage_options or None)
 
@@ -92,7 +95,7 @@ def describe(ds: xr.Dataset) -> str:
     """One paragraph of what a cube holds: variables with dims, and dates per orbit."""
     variables = ", ".join(f"{name}{tuple(ds[name].dims)}" for name in sorted(ds.data_vars))
     text = f"variables: {variables}; dims: {dict(ds.sizes)}"
-    if schema.TIME_DIM in ds.coords and schema.ORBIT_COORD in ds.coords:
+    if schema.TIME_DIM in ds.dims and schema.ORBIT_COORD in ds.coords:
         per_orbit = "; ".join(
             f"{code}: {', '.join(t[:19] for t in times)}" for code, times in acquisitions_by_orbit(ds).items()
         )
