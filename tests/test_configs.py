@@ -27,11 +27,20 @@ def test_the_17_study_flagfiles_are_generated_and_differ_only_in_config():
 
 
 @pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.flags")), ids=lambda p: p.name)
-def test_every_flagfile_parses_into_an_export_config(path):
+def test_every_flagfile_parses_into_train_and_eval_configs(path):
     try:
         landslide_flags.FLAGS(["prog", f"--flagfile={path}"])  # unknown or misspelt flags fail here
-        cfg = landslide_flags.export_config()
+        cfg = landslide_flags.train_config()
+        evaluation = landslide_flags.eval_config()
     finally:
         landslide_flags.FLAGS.unparse_flags()
-    assert cfg.config == path.stem
-    assert cfg.chip_size % 32 == 0
+    if path.stem in study_configs():
+        assert cfg.export.config == path.stem
+        assert (cfg.model.arch, cfg.model.backbone, cfg.learning_rate, cfg.weight_decay) == (
+            "unet",
+            "resnet50",
+            0.01,
+            1e-4,
+        )
+    assert cfg.export.chip_size % 32 == 0
+    assert evaluation.export == cfg.export

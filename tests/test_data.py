@@ -65,7 +65,9 @@ def test_augmentation_moves_image_and_label_together():
     assert not np.array_equal(augmented_label.numpy(), label.numpy())
     # Each output chip is one of the 8 flips/rotations of its input.
     for k in range(6):
-        variants = [np.rot90(m, r) for m in (label[k, ..., 0].numpy(), label[k, ..., 0].numpy()[:, ::-1]) for r in range(4)]
+        variants = [
+            np.rot90(m, r) for m in (label[k, ..., 0].numpy(), label[k, ..., 0].numpy()[:, ::-1]) for r in range(4)
+        ]
         assert any(np.array_equal(augmented_label[k, ..., 0].numpy(), v) for v in variants)
 
 
@@ -102,7 +104,8 @@ def test_missing_export_says_how_to_make_it(tmp_path):
 def test_caching_does_not_change_the_batches(exported):
     manifest, folder = exported
     cached = data.make_dataset(manifest, folder, "test", data.InputConfig(batch_size=2), training=False)
-    uncached = data.make_dataset(manifest, folder, "test", dataclasses.replace(data.InputConfig(batch_size=2),
-                                                                              cache_mb=0), training=False)
+    uncached = data.make_dataset(
+        manifest, folder, "test", dataclasses.replace(data.InputConfig(batch_size=2), cache_mb=0), training=False
+    )
     for (a, _), (b, _) in zip(cached, uncached, strict=True):
         np.testing.assert_array_equal(a.numpy(), b.numpy())

@@ -29,10 +29,22 @@ from tf_landslide.cube.open import CubeError, open_cube, orbit_codes
 HOKKAIDO = PRESETS["hokkaido"]
 TRIGGER = np.datetime64("2018-09-05T18:07:59", "ns")
 # The tiny cube: 12-day revisits per orbit, descending at 20:40:12, ascending at 08:26:47 UTC.
-DESC = ["2018-07-31T20:40:12", "2018-08-12T20:40:12", "2018-08-24T20:40:12",
-        "2018-09-05T20:40:12", "2018-09-17T20:40:12", "2018-09-29T20:40:12"]
-ASC = ["2018-08-08T08:26:47", "2018-08-20T08:26:47", "2018-09-01T08:26:47",
-       "2018-09-13T08:26:47", "2018-09-25T08:26:47", "2018-10-07T08:26:47"]
+DESC = [
+    "2018-07-31T20:40:12",
+    "2018-08-12T20:40:12",
+    "2018-08-24T20:40:12",
+    "2018-09-05T20:40:12",
+    "2018-09-17T20:40:12",
+    "2018-09-29T20:40:12",
+]
+ASC = [
+    "2018-08-08T08:26:47",
+    "2018-08-20T08:26:47",
+    "2018-09-01T08:26:47",
+    "2018-09-13T08:26:47",
+    "2018-09-25T08:26:47",
+    "2018-10-07T08:26:47",
+]
 
 
 @pytest.fixture(scope="module")
@@ -115,11 +127,14 @@ def test_tiny_cube_has_a_pass_after_the_trigger_on_the_event_day(cube):
     assert "2018-09-05T20:40:12" in times  # same calendar day as the trigger, 2.5 hours after it
 
 
-@pytest.mark.parametrize("k, before, after", [
-    (1, DESC[2:3], DESC[3:4]),
-    (2, DESC[1:3], DESC[3:5]),
-    (3, DESC[0:3], DESC[3:6]),
-])
+@pytest.mark.parametrize(
+    "k, before, after",
+    [
+        (1, DESC[2:3], DESC[3:4]),
+        (2, DESC[1:3], DESC[3:5]),
+        (3, DESC[0:3], DESC[3:6]),
+    ],
+)
 def test_descending_selection_is_by_utc_time(cube, k, before, after):
     chosen = select_acquisitions(cube, HOKKAIDO, k, "descending")
     assert chosen.orbit == "descending"
@@ -257,10 +272,13 @@ def pair_label(ds, index):
     return str(ds[schema.PAIR_DIM].values[index])
 
 
-@pytest.mark.parametrize("orbit, pre, co", [
-    ("descending", "20180812_20180824", "20180824_20180905"),
-    ("ascending", "20180820_20180901", "20180901_20180913"),
-])
+@pytest.mark.parametrize(
+    "orbit, pre, co",
+    [
+        ("descending", "20180812_20180824", "20180824_20180905"),
+        ("ascending", "20180820_20180901", "20180901_20180913"),
+    ],
+)
 def test_select_pairs_spans_the_trigger(cube, orbit, pre, co):
     chosen = select_pairs(cube, HOKKAIDO, orbit)
     assert set(chosen) == set(COHERENCE_CHANNELS)
@@ -298,8 +316,11 @@ def test_day_labels_take_the_exact_acquisition_time(cube):
     assert first == np.datetime64("2018-08-24T20:40:12", "ns")
     assert second == np.datetime64("2018-09-05T20:40:12", "ns")
     assert orbit == "d"
-    assert pairs["20180901_20180913"] == (np.datetime64("2018-09-01T08:26:47", "ns"),
-                                          np.datetime64("2018-09-13T08:26:47", "ns"), "a")
+    assert pairs["20180901_20180913"] == (
+        np.datetime64("2018-09-01T08:26:47", "ns"),
+        np.datetime64("2018-09-13T08:26:47", "ns"),
+        "a",
+    )
 
 
 def test_pair_bounds_coordinates_are_used_when_present(cube):
@@ -394,8 +415,11 @@ def test_read_band_channel_order_follows_the_plan(cube):
 
 
 def test_plan_variables_and_pickling():
-    plan = ChannelPlan(("vv_before", "vv_after", "dem", "coherence_coevent"), Acquisitions("descending", (4,), (6,)),
-                       (("coherence_coevent", 4),))
+    plan = ChannelPlan(
+        ("vv_before", "vv_after", "dem", "coherence_coevent"),
+        Acquisitions("descending", (4,), (6,)),
+        (("coherence_coevent", 4),),
+    )
     assert plan.variables() == ["vv", "dem", "coherence"]
     assert pickle.loads(pickle.dumps(plan)) == plan
 

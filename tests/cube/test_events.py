@@ -19,11 +19,14 @@ def test_hokkaido_preset_is_the_utc_trigger():
     assert event.as_dict() == {"name": "hokkaido", "start": "2018-09-05T18:07:59Z", "end": "2018-09-05T18:07:59Z"}
 
 
-@pytest.mark.parametrize("name, start, end", [
-    ("kaikoura", "2016-11-13T11:02:56", "2016-11-13T11:02:56"),
-    ("puerto_rico", "2017-09-20T10:15:00", "2017-09-22T00:00:00"),
-    ("talakmau", "2022-02-25T01:39:00", "2022-02-25T01:39:00"),
-])
+@pytest.mark.parametrize(
+    "name, start, end",
+    [
+        ("kaikoura", "2016-11-13T11:02:56", "2016-11-13T11:02:56"),
+        ("puerto_rico", "2017-09-20T10:15:00", "2017-09-22T00:00:00"),
+        ("talakmau", "2022-02-25T01:39:00", "2022-02-25T01:39:00"),
+    ],
+)
 def test_other_presets(name, start, end):
     event = resolve(name)
     assert (event.start, event.end) == (pd.Timestamp(start), pd.Timestamp(end))
@@ -97,13 +100,16 @@ def test_cube_attributes_with_end_before_start_are_an_error():
         resolve(attrs={"event_start": "2018-09-06T00:00:00Z", "event_end": "2018-09-01T00:00:00Z"})
 
 
-@pytest.mark.parametrize("location, preset", [
-    ("/data/hokkaido_japan.zarr", "hokkaido"),
-    ("/downloads/Hokkaido_Japan.zip", "hokkaido"),
-    ("gs://bucket/cubes/kaikoura_newzealand.zarr", "kaikoura"),
-    ("/data/puerto_rico.zip", "puerto_rico"),
-    ("/data/talakmau_indonesia/", "talakmau"),
-])
+@pytest.mark.parametrize(
+    "location, preset",
+    [
+        ("/data/hokkaido_japan.zarr", "hokkaido"),
+        ("/downloads/Hokkaido_Japan.zip", "hokkaido"),
+        ("gs://bucket/cubes/kaikoura_newzealand.zarr", "kaikoura"),
+        ("/data/puerto_rico.zip", "puerto_rico"),
+        ("/data/talakmau_indonesia/", "talakmau"),
+    ],
+)
 def test_published_cube_names_map_to_presets(location, preset):
     assert resolve(location=location) == PRESETS[preset]
 

@@ -87,8 +87,18 @@ def locations(tmp_path_factory, tiny_cube, tiny_cube_v3):
     memory.rm(memory_path)
 
 
-READERS = ["dir_v2", "dir_v3", "zip_v2", "zip_v3", "zip_store_at_root", "url_dir_v2", "url_dir_v3",
-           "url_zip_v2", "url_zip_v3", "memory_zip"]
+READERS = [
+    "dir_v2",
+    "dir_v3",
+    "zip_v2",
+    "zip_v3",
+    "zip_store_at_root",
+    "url_dir_v2",
+    "url_dir_v3",
+    "url_zip_v2",
+    "url_zip_v3",
+    "memory_zip",
+]
 
 
 @pytest.mark.parametrize("kind", READERS)
@@ -98,9 +108,13 @@ def test_every_reader_path_reads_the_same_data(kind, locations, reference):
     np.testing.assert_array_equal(ds[schema.TIME_DIM].values, reference["timestep"])
     np.testing.assert_array_equal(orbit_codes(ds), reference["orbit"])
     np.testing.assert_array_equal(np.asarray(ds[schema.PAIR_DIM].values).astype(str), reference["timepair"])
-    for name, plane in (("vv", ds["vv"].isel(timestep=6)), ("vh", ds["vh"].isel(timestep=1)),
-                        ("landslides", ds["landslides"]), ("dem", ds["dem"]),
-                        ("coherence", ds["coherence"].isel(timepair=4))):
+    for name, plane in (
+        ("vv", ds["vv"].isel(timestep=6)),
+        ("vh", ds["vh"].isel(timestep=1)),
+        ("landslides", ds["landslides"]),
+        ("dem", ds["dem"]),
+        ("coherence", ds["coherence"].isel(timepair=4)),
+    ):
         np.testing.assert_array_equal(plane.values, reference[name], err_msg=f"{kind}: {name}")
     # The reference planes are not trivially equal (a NaN-only plane would compare equal everywhere).
     assert np.isfinite(reference["vv"]).mean() > 0.5

@@ -125,7 +125,7 @@ def test_insar_pairs_are_consecutive_same_orbit(cube):
     assert len(pairs) == cube.sizes[schema.PAIR_DIM] == 10
     for a, b in pairs:
         assert codes[a] == codes[b] and a < b
-        assert not ((codes[a + 1:b] == codes[a]).any())  # no same-orbit pass in between
+        assert not ((codes[a + 1 : b] == codes[a]).any())  # no same-orbit pass in between
     labels = [str(v) for v in cube[schema.PAIR_DIM].values]
     assert "20180824_20180905" in labels and "20180901_20180913" in labels
 

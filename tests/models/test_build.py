@@ -44,24 +44,31 @@ def test_imagenet_weights_are_adapted_to_c_channels_as_smp_does():
     assert conv.shape == (7, 7, 5, 64)
     for c in range(5):  # channel c takes RGB channel c mod 3, scaled by 3/5
         np.testing.assert_allclose(conv[:, :, c], source_conv[:, :, c % 3] * 3 / 5, rtol=1e-6)
-    np.testing.assert_array_equal(model.get_layer("bn_data").get_weights()[1][3:], source.get_layer("bn_data")
-                                  .get_weights()[1][:2])
-    np.testing.assert_array_equal(model.get_layer("stage2_unit1_conv1").get_weights()[0],
-                                  source.get_layer("stage2_unit1_conv1").get_weights()[0])
+    np.testing.assert_array_equal(
+        model.get_layer("bn_data").get_weights()[1][3:], source.get_layer("bn_data").get_weights()[1][:2]
+    )
+    np.testing.assert_array_equal(
+        model.get_layer("stage2_unit1_conv1").get_weights()[0], source.get_layer("stage2_unit1_conv1").get_weights()[0]
+    )
 
 
 def test_transfer_reports_the_adapted_layers():
     source = build_model(ModelConfig("unet", "resnet18"), 3, 32)
     target = build_model(ModelConfig("unet", "resnet18"), 3, 32)
     assert transfer_weights(source, target) == []
-    np.testing.assert_array_equal(target.get_layer("conv0").get_weights()[0], source.get_layer("conv0").get_weights()[0])
+    np.testing.assert_array_equal(
+        target.get_layer("conv0").get_weights()[0], source.get_layer("conv0").get_weights()[0]
+    )
 
 
-@pytest.mark.parametrize("cfg, message", [
-    (ModelConfig("segformer"), "--arch"),
-    (ModelConfig("unet", "resnet51"), "--backbone='resnet51'"),
-    (ModelConfig("unet", "resnet50", "coco"), "--encoder_weights"),
-])
+@pytest.mark.parametrize(
+    "cfg, message",
+    [
+        (ModelConfig("segformer"), "--arch"),
+        (ModelConfig("unet", "resnet51"), "--backbone='resnet51'"),
+        (ModelConfig("unet", "resnet50", "coco"), "--encoder_weights"),
+    ],
+)
 def test_bad_model_flags_are_clear_errors(cfg, message):
     with pytest.raises(ValueError, match=message):
         build_model(cfg, 2, 64)
