@@ -1,7 +1,7 @@
 """Training: the loss falls, the optimiser and the plateau schedule are PyTorch's, clusters are
 read from the environment, runs distribute over replicas and workers, and killed runs resume."""
 
-from __future__ import annotations
+import tf_landslide  # noqa: F401, I001  (first: it sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 
 import csv
 import dataclasses
@@ -13,22 +13,21 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 import types
 from pathlib import Path
 
-import tf_landslide  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imported)
+import numpy as np
+import pytest
+import tensorflow as tf
 
-import numpy as np  # noqa: E402, I001
-import pytest  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from tests.conftest import tiny_export_config  # noqa: E402
-from tf_landslide import data, export, train_lib  # noqa: E402
-from tf_landslide.config import TrainConfig  # noqa: E402
-from tf_landslide.data import InputConfig  # noqa: E402
-from tf_landslide.models import ModelConfig  # noqa: E402
+from tests.conftest import tiny_export_config
+from tf_landslide import data, export, train_lib
+from tf_landslide.config import TrainConfig
+from tf_landslide.data import InputConfig
+from tf_landslide.models import ModelConfig
 
 REPO = Path(__file__).resolve().parents[1]
 SUBPROCESS_TIMEOUT = 180
@@ -106,7 +105,7 @@ def _env(**extra) -> dict:
 
 
 def start_runner(args: dict, log_path: Path, **env) -> subprocess.Popen:
-    log = open(log_path, "w")  # noqa: SIM115 (closed by the caller through finish_runners)
+    log = open(log_path, "w")  # closed by finish_runners
     process = subprocess.Popen(
         [sys.executable, "-c", RUNNER, json.dumps(args)], cwd=REPO, env=_env(**env), stdout=log, stderr=log
     )
@@ -200,12 +199,12 @@ def test_load_trained_model_predicts_probabilities(trained):
     cfg, _ = trained
     manifest, folder = data.load_manifest(cfg.export.records_dir, cfg.export.config)
     images, _ = next(iter(data.make_dataset(manifest, folder, "test", cfg.input, training=False)))
-    for which in ("best", "last"):
-        model = train_lib.load_trained_model(cfg.model_dir, which)
-        probability = model.predict(images, verbose=0)
-        assert probability.shape == (images.shape[0], 32, 32, 1)
-        assert probability.dtype == np.float32
-        assert np.all((probability >= 0) & (probability <= 1))
+    model = train_lib.load_trained_model(cfg.model_dir, "best")  # ~25 s: tf-keras reads the .keras zip slowly
+    probability = model.predict(images, verbose=0)
+    assert probability.shape == (images.shape[0], 32, 32, 1)
+    assert probability.dtype == np.float32
+    assert np.all((probability >= 0) & (probability <= 1))
+    assert probability.std() > 0  # not a constant map
     with pytest.raises(FileNotFoundError, match="train first"):
         train_lib.load_trained_model(str(Path(cfg.model_dir) / "nothing-here"))
 
@@ -377,12 +376,14 @@ def test_plateau_state_is_saved_and_resumed(tmp_path):
         resumed.on_epoch_end(epoch, {"loss": loss})
         rates.append(float(second.optimizer.learning_rate.numpy()))
     assert rates == PLATEAU_RATES[9:]
-    # without the state file the same epochs would not reduce at epoch 9
+    # without the state the resumed run would take epoch 9 as an improvement and reduce only at 12
     fresh = _fake_model(0.5)
     restarted = _plateau(fresh, None)
+    rates = []
     for epoch, loss in enumerate(PLATEAU_LOSSES[9:], start=9):
         restarted.on_epoch_end(epoch, {"loss": loss})
-    assert float(fresh.optimizer.learning_rate.numpy()) == 0.5
+        rates.append(float(fresh.optimizer.learning_rate.numpy()))
+    assert rates == [0.5, 0.5, 0.5, 0.25] != PLATEAU_RATES[9:]
 
 
 def test_plateau_ignores_reductions_below_torch_eps():
@@ -443,7 +444,9 @@ def test_single_replica_and_empty_environment():
 
 
 def test_multi_worker_run_without_records_asks_for_the_export_first(tiny_cube, tmp_path):
-    cluster = json.dumps({"cluster": {"worker": ["localhost:1", "localhost:2"]}, "task": {"type": "worker", "index": 0}})
+    cluster = json.dumps(
+        {"cluster": {"worker": ["localhost:1", "localhost:2"]}, "task": {"type": "worker", "index": 0}}
+    )
     cfg = make_config(tiny_cube, tmp_path, cluster=cluster)
     with pytest.raises(data.DataError, match="python -m export"):
         train_lib.ensure_records(cfg)
@@ -475,7 +478,10 @@ def test_two_worker_processes_on_localhost(tiny_cube, tmp_path):
     processes = []
     try:
         for index in (0, 1):
-            cluster = {"cluster": {"worker": [f"localhost:{p}" for p in ports]}, "task": {"type": "worker", "index": index}}
+            cluster = {
+                "cluster": {"worker": [f"localhost:{p}" for p in ports]},
+                "task": {"type": "worker", "index": index},
+            }
             args = {"config": config_args(tiny_cube, tmp_path, batch_size=4, epochs=1, cluster=json.dumps(cluster))}
             scratch[index].mkdir()
             processes.append(start_runner(args, tmp_path / f"worker{index}.log", TMPDIR=str(scratch[index])))
@@ -496,7 +502,34 @@ def test_two_worker_processes_on_localhost(tiny_cube, tmp_path):
         ["backup", "best.keras", "history.csv", "last.keras", "logs", "manifest.json", "train_config.json"]
         + ["train_summary.json"]
     )
-    assert list(scratch[1].iterdir()) == []  # and its scratch copy is gone
+    assert [p.name for p in scratch[1].iterdir() if p.name.startswith("worker-")] == []  # its scratch copy is gone
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a non-chief worker's BackupAndRestore dir is inside its private mkdtemp folder, not the shared "
+    "<model_dir>/backup Keras restores every worker from, so after a restart it starts again at epoch 0",
+)
+def test_non_chief_uses_the_shared_backup_dir(tiny_cube, exported_root, tmp_path, monkeypatch):
+    cluster = json.dumps(
+        {"cluster": {"worker": ["localhost:1", "localhost:2"]}, "task": {"type": "worker", "index": 1}}
+    )
+    cfg = dataclasses.replace(make_config(tiny_cube, exported_root, cluster=cluster), model_dir=str(tmp_path / "model"))
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def backup_and_restore(backup_dir, *args, **kwargs):
+        seen.append(backup_dir)
+        raise Stop
+
+    monkeypatch.setattr(train_lib, "make_strategy", lambda cluster: tf.distribute.get_strategy())
+    monkeypatch.setattr(tf.keras.callbacks, "BackupAndRestore", backup_and_restore)
+    monkeypatch.setattr(tempfile, "mkdtemp", lambda prefix="", **kwargs: str(tmp_path / "scratch"))
+    with pytest.raises(Stop):
+        train_lib.train(cfg)
+    assert seen == [str(Path(cfg.model_dir) / "backup")]
 
 
 # --- 7. a killed run resumes --------------------------------------------------------------------
@@ -579,7 +612,9 @@ def exported_root(tiny_cube, tmp_path_factory):
 
 def test_other_channels_under_the_same_name_raise(tiny_cube, exported_root):
     cfg = make_config(tiny_cube, exported_root)
-    cfg = dataclasses.replace(cfg, export=dataclasses.replace(cfg.export, config="mine", channels=("vh_before", "vh_after")))
+    cfg = dataclasses.replace(
+        cfg, export=dataclasses.replace(cfg.export, config="mine", channels=("vh_before", "vh_after"))
+    )
     with pytest.raises(data.DataError) as error:
         train_lib.train(cfg)
     message = str(error.value)
@@ -610,7 +645,10 @@ def test_manifest_of_another_configuration_raises(tiny_cube, exported_root):
 )
 @pytest.mark.parametrize(
     "change, expected",
-    [({"stride": 16}, ("16", "32")), ({"config": "mine", "channels": ("vv_before", "vv_after"), "timesteps": 2}, ("2", "1"))],
+    [
+        ({"stride": 16}, ("16", "32")),
+        ({"config": "mine", "channels": ("vv_before", "vv_after"), "timesteps": 2}, ("2", "1")),
+    ],
     ids=["stride", "timesteps"],
 )
 def test_other_export_settings_raise(tiny_cube, exported_root, monkeypatch, change, expected):

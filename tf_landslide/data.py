@@ -138,10 +138,12 @@ def make_dataset(manifest: dict, folder: Path, split: str, cfg: InputConfig, tra
     dataset = tf.data.Dataset.from_tensor_slices(files)
     if training and len(files) > 1:
         dataset = dataset.shuffle(len(files), seed=cfg.seed, reshuffle_each_iteration=True)
+    # Parallel reads pay off with several shards (and remote storage); with one shard the
+    # interleave's thread hand-offs only cost time.
     dataset = dataset.interleave(
         lambda path: tf.data.TFRecordDataset(path, compression, buffer_size=8 << 20),
         cycle_length=min(len(files), 8),
-        num_parallel_calls=tf.data.AUTOTUNE,
+        num_parallel_calls=tf.data.AUTOTUNE if len(files) > 1 else None,
         deterministic=cfg.deterministic or not training,
     )
     split_mb = sum(s["bytes"] for s in manifest["splits"][split]["shards"]) / 1e6
@@ -151,9 +153,14 @@ def make_dataset(manifest: dict, folder: Path, split: str, cfg: InputConfig, tra
         dataset = dataset.shuffle(cfg.shuffle_buffer, seed=cfg.seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(cfg.batch_size, drop_remainder=False)
 
+    # The arithmetic runs as one XLA kernel: unfused, the cast, scaling and NaN handling each
+    # make a pass over the batch and the pipeline runs at half the speed.
+    @tf.function(jit_compile=True)
+    def to_model_inputs(image, label):
+        return standardise(tf.cast(image, tf.float32), mean, std), tf.cast(label, tf.float32)
+
     def parse(serialized):
-        image, label = records.decode_batch(serialized, size, size, n_channels, dtype)
-        return standardise(image, mean, std), label
+        return to_model_inputs(*records.decode_raw_batch(serialized, size, size, n_channels, dtype))
 
     dataset = dataset.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if training and cfg.augment:

@@ -212,14 +212,20 @@ def feature_spec() -> dict:
     }
 
 
-def decode_batch(serialized, height: int, width: int, channels: int, dtype: str):
-    """Parse a batch of serialised records into (image float32 [N,H,W,C] with NaN kept,
-    label float32 [N,H,W,1]). Shapes come from the manifest so the graph is static."""
+def decode_raw_batch(serialized, height: int, width: int, channels: int, dtype: str):
+    """Parse a batch of serialised records into (image [N,H,W,C] in the record dtype with NaN
+    kept, label uint8 [N,H,W,1]). Shapes come from the manifest so the graph is static."""
     import tensorflow as tf
 
     parsed = tf.io.parse_example(serialized, {k: v for k, v in feature_spec().items() if k in (IMAGE, LABEL)})
     image = tf.io.decode_raw(parsed[IMAGE], tf.dtypes.as_dtype(dtype), little_endian=True)
-    image = tf.cast(tf.reshape(image, [-1, height, width, channels]), tf.float32)
     label = tf.io.decode_raw(parsed[LABEL], tf.uint8)
-    label = tf.cast(tf.reshape(label, [-1, height, width, 1]), tf.float32)
-    return image, label
+    return tf.reshape(image, [-1, height, width, channels]), tf.reshape(label, [-1, height, width, 1])
+
+
+def decode_batch(serialized, height: int, width: int, channels: int, dtype: str):
+    """Like ``decode_raw_batch``, with image and label as float32."""
+    import tensorflow as tf
+
+    image, label = decode_raw_batch(serialized, height, width, channels, dtype)
+    return tf.cast(image, tf.float32), tf.cast(label, tf.float32)
