@@ -24,6 +24,7 @@ import pytest
 import tensorflow as tf
 
 from tests.conftest import tiny_export_config
+from tf_landslide.chips import SplitSpec
 from tf_landslide import data, export, train_lib
 from tf_landslide.config import TrainConfig
 from tf_landslide.data import InputConfig
@@ -36,11 +37,16 @@ SUBPROCESS_TIMEOUT = 180
 # --- shared helpers (also imported by the training subprocesses) -------------------------------
 
 
-def make_config(cube: str, root: str, batch_size: int = 4, epochs: int = 2, **overrides) -> TrainConfig:
-    """A tiny run: 32-pixel chips of the tiny cube, U-Net/ResNet-18, records and model under ``root``."""
+def make_config(cube, root, batch_size=4, epochs=2, split_fractions=None, **overrides) -> TrainConfig:
+    """A tiny run: 32-pixel chips of the tiny cube, U-Net/ResNet-18, records and model under ``root``.
+
+    The tiny cube has 9 positive chips: 6 train, 1 val, 2 test by default; ``split_fractions``
+    (0.5, 0.5, 0) gives 4 train and 4 val chips, one full batch of 4 each.
+    """
     root = Path(root)
+    split = SplitSpec(fractions=tuple(split_fractions)) if split_fractions else SplitSpec()
     return TrainConfig(
-        export=tiny_export_config(cube, root / "records"),
+        export=tiny_export_config(cube, root / "records", split=split),
         input=InputConfig(batch_size=batch_size),
         model=ModelConfig(backbone="resnet18"),
         model_dir=str(root / "model"),
@@ -456,8 +462,14 @@ def test_multi_worker_run_without_records_asks_for_the_export_first(tiny_cube, t
 # --- 5. MirroredStrategy over two logical CPUs ----------------------------------------------
 
 
+EVEN_SPLIT = (0.5, 0.5, 0.0)  # 4 train and 4 val chips: every replica gets 2 of each batch of 4
+
+
 def test_mirrored_strategy_over_two_logical_cpus(tiny_cube, tmp_path):
-    args = {"config": config_args(tiny_cube, tmp_path, batch_size=4, epochs=1), "logical_cpus": 2}
+    args = {
+        "config": config_args(tiny_cube, tmp_path, batch_size=4, epochs=1, split_fractions=EVEN_SPLIT),
+        "logical_cpus": 2,
+    }
     code, output = run_runner(args, tmp_path / "mirrored.log")
     assert code == 0, output[-4000:]
     assert "2 replica(s) over 1 worker(s), global batch 4" in output, output[-4000:]
@@ -467,11 +479,22 @@ def test_mirrored_strategy_over_two_logical_cpus(tiny_cube, tmp_path):
     assert [int(row["epoch"]) for row in read_history(model_dir)] == [0]
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="the default tiny split has 1 val chip: tf.distribute gives replica 1 an empty batch, and TF 2.21's oneDNN "
+    "Conv2D on CPU returns an empty input unchanged (0,38,38,8) instead of (0,16,16,64), so BatchNorm fails",
+)
+def test_mirrored_strategy_with_a_last_batch_smaller_than_the_replicas(tiny_cube, tmp_path):
+    args = {"config": config_args(tiny_cube, tmp_path, batch_size=4, epochs=1), "logical_cpus": 2}
+    code, output = run_runner(args, tmp_path / "mirrored.log")
+    assert code == 0, output[-2000:]
+
+
 # --- 6. two worker processes on localhost ---------------------------------------------------
 
 
 def test_two_worker_processes_on_localhost(tiny_cube, tmp_path):
-    base = make_config(tiny_cube, tmp_path)
+    base = make_config(tiny_cube, tmp_path, split_fractions=EVEN_SPLIT)
     export.export(base.export)  # workers never export: the records must exist first
     ports = free_ports(2)
     scratch = [tmp_path / "scratch0", tmp_path / "scratch1"]
@@ -482,7 +505,8 @@ def test_two_worker_processes_on_localhost(tiny_cube, tmp_path):
                 "cluster": {"worker": [f"localhost:{p}" for p in ports]},
                 "task": {"type": "worker", "index": index},
             }
-            args = {"config": config_args(tiny_cube, tmp_path, batch_size=4, epochs=1, cluster=json.dumps(cluster))}
+            config = config_args(tiny_cube, tmp_path, epochs=1, split_fractions=EVEN_SPLIT, cluster=json.dumps(cluster))
+            args = {"config": config}
             scratch[index].mkdir()
             processes.append(start_runner(args, tmp_path / f"worker{index}.log", TMPDIR=str(scratch[index])))
     finally:
@@ -575,12 +599,13 @@ def test_killed_run_resumes_and_finishes_its_epochs(tiny_cube, tmp_path, caplog)
 def test_reduction_at_the_killed_epoch_survives_the_resume(tiny_cube, tmp_path):
     # patience 0, threshold 0.99: epoch 0 improves, every later epoch reduces the rate tenfold
     plateau = {"lr_patience": 0, "lr_threshold": 0.99, "lr_factor": 0.1}
-    args = {"config": _resume_config(tiny_cube, tmp_path, **plateau), "kill_epoch": 1, "kill_in": "csv_logger"}
-    code, output = run_runner(args, tmp_path / "killed.log")
+    config = _resume_config(tiny_cube, tmp_path, **plateau) | {"epochs": 3}
+    code, output = run_runner({"config": config, "kill_epoch": 1, "kill_in": "csv_logger"}, tmp_path / "killed.log")
     assert code == -signal.SIGKILL, output[-4000:]
-    train_lib.train(make_config(**args["config"]))
+    assert [float(row["learning_rate"]) for row in read_history(tmp_path / "model")] == pytest.approx([1e-2, 1e-3])
+    train_lib.train(make_config(**config))
     rates = [float(row["learning_rate"]) for row in read_history(tmp_path / "model")]
-    assert rates == pytest.approx([1e-2, 1e-3, 1e-4, 1e-5])  # what an unbroken run logs
+    assert rates == pytest.approx([1e-2, 1e-3, 1e-4])  # what an unbroken run logs
 
 
 @pytest.mark.xfail(
@@ -589,11 +614,12 @@ def test_reduction_at_the_killed_epoch_survives_the_resume(tiny_cube, tmp_path):
     "wrote its row resumes at N+1: history.csv never gets a row for epoch N",
 )
 def test_kill_between_backup_and_csv_row_keeps_every_epoch_in_the_history(tiny_cube, tmp_path):
-    args = {"config": _resume_config(tiny_cube, tmp_path), "kill_epoch": 1, "kill_in": "epoch_line"}
-    code, output = run_runner(args, tmp_path / "killed.log")
+    config = _resume_config(tiny_cube, tmp_path) | {"epochs": 2}
+    code, output = run_runner({"config": config, "kill_epoch": 0, "kill_in": "epoch_line"}, tmp_path / "killed.log")
     assert code == -signal.SIGKILL, output[-4000:]
-    train_lib.train(make_config(**args["config"]))
-    assert [int(row["epoch"]) for row in read_history(tmp_path / "model")] == [0, 1, 2, 3]
+    assert logged_epochs(output) == [1]  # epoch 0 finished and was backed up ...
+    train_lib.train(make_config(**config))
+    assert [int(row["epoch"]) for row in read_history(tmp_path / "model")] == [0, 1]  # ... but has no row
 
 
 # --- 8. flags that disagree with the records ------------------------------------------------
