@@ -61,6 +61,22 @@ def check_manifest(manifest: dict, config: str, channels: tuple[str, ...], chip_
         raise DataError("; ".join(problems) + ". Re-export with these flags (add --overwrite) or fix the flags")
 
 
+def check_export_settings(manifest: dict, expected: dict) -> None:
+    """Raise DataError listing every export setting where the run's flags and the records differ."""
+    recorded = manifest.get("settings", {})
+    differences = [
+        f"{key}: flags {value!r}, records {recorded.get(key)!r}"
+        for key, value in expected.items()
+        if recorded.get(key) != value
+    ]
+    if differences:
+        raise DataError(
+            f"the records in {manifest['config']['name']} were exported with other settings than the flags ask for ("
+            + "; ".join(differences)
+            + "). Re-export with these flags (python -m export ... --overwrite) or fix the flags"
+        )
+
+
 def split_files(manifest: dict, folder: Path, split: str, verify: bool) -> list[str]:
     """Shard paths of ``split``; checks sizes (and every record's CRC when ``verify``)."""
     if split not in manifest["splits"]:
@@ -121,12 +137,19 @@ def augment_batch(image, label, seed):
     return joint[..., :-1], joint[..., -1:]
 
 
-def make_dataset(manifest: dict, folder: Path, split: str, cfg: InputConfig, training: bool, workers: int = 1):
+def make_dataset(
+    manifest: dict, folder: Path, split: str, cfg: InputConfig, training: bool, workers: int = 1, replicas: int = 1
+):
     """Batches of (standardised image [N,H,W,C] float32, label [N,H,W,1] float32).
 
     ``training`` shuffles (files and records) and augments when asked; otherwise the order is
     the manifest's, so evaluation is reproducible. Under a distribution strategy the dataset
     is auto-sharded by file when each of the ``workers`` gets at least two shards, else by record.
+
+    With several ``replicas`` every batch is full, since a replica handed an empty slice
+    crashes TensorFlow's oneDNN convolutions on CPU: training drops the last partial batch
+    (shuffling changes which chips it holds), evaluation pads it with repeated chips of
+    weight 0 and yields (image, label, weight) so the padding counts for nothing.
     """
     import tensorflow as tf
 
@@ -140,18 +163,28 @@ def make_dataset(manifest: dict, folder: Path, split: str, cfg: InputConfig, tra
         dataset = dataset.shuffle(len(files), seed=cfg.seed, reshuffle_each_iteration=True)
     # Parallel reads pay off with several shards (and remote storage); with one shard the
     # interleave's thread hand-offs only cost time.
+    parallel = {"num_parallel_calls": tf.data.AUTOTUNE, "deterministic": cfg.deterministic or not training}
     dataset = dataset.interleave(
         lambda path: tf.data.TFRecordDataset(path, compression, buffer_size=8 << 20),
         cycle_length=min(len(files), 8),
-        num_parallel_calls=tf.data.AUTOTUNE if len(files) > 1 else None,
-        deterministic=cfg.deterministic or not training,
+        **(parallel if len(files) > 1 else {}),
     )
     split_mb = sum(s["bytes"] for s in manifest["splits"][split]["shards"]) / 1e6
     if split_mb <= cfg.cache_mb:
         dataset = dataset.cache()
     if training:
         dataset = dataset.shuffle(cfg.shuffle_buffer, seed=cfg.seed, reshuffle_each_iteration=True)
-    dataset = dataset.batch(cfg.batch_size, drop_remainder=False)
+    chips = manifest["splits"][split]["chips"]
+    if replicas > 1 and cfg.batch_size < replicas:
+        raise DataError(f"--batch_size={cfg.batch_size} is smaller than the {replicas} replicas: give each one a chip")
+    if replicas > 1 and training and chips < cfg.batch_size:
+        raise DataError(f"the {split} split holds {chips} chips, fewer than --batch_size={cfg.batch_size}")
+    padded = replicas > 1 and not training
+    if padded:
+        padding = (-chips) % cfg.batch_size
+        weighted = dataset.map(lambda record: (record, 1.0))
+        dataset = weighted.concatenate(dataset.repeat().take(padding).map(lambda record: (record, 0.0)))
+    dataset = dataset.batch(cfg.batch_size, drop_remainder=replicas > 1 and training)
 
     # The arithmetic runs as one XLA kernel: unfused, the cast, scaling and NaN handling each
     # make a pass over the batch and the pipeline runs at half the speed.
@@ -159,10 +192,18 @@ def make_dataset(manifest: dict, folder: Path, split: str, cfg: InputConfig, tra
     def to_model_inputs(image, label):
         return standardise(tf.cast(image, tf.float32), mean, std), tf.cast(label, tf.float32)
 
-    def parse(serialized):
-        return to_model_inputs(*records.decode_raw_batch(serialized, size, size, n_channels, dtype))
+    def parse(serialized, weight=None):
+        image, label = to_model_inputs(*records.decode_raw_batch(serialized, size, size, n_channels, dtype))
+        if weight is None:
+            return image, label
+        # One weight per pixel, the shape of the per-pixel loss: Keras broadcasts no further.
+        return image, label, tf.broadcast_to(tf.reshape(weight, [-1, 1, 1]), tf.shape(label)[:3])
 
-    dataset = dataset.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    dataset = dataset.map(
+        (lambda serialized, weight: parse(serialized, weight)) if padded else parse,
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
     if training and cfg.augment:
         seeds = tf.data.Dataset.random(seed=cfg.seed).batch(2)
         dataset = tf.data.Dataset.zip((dataset, seeds)).map(

@@ -295,6 +295,21 @@ def _settings(
     }
 
 
+def comparable_settings(cfg: ExportConfig, config: channels_lib.ChannelConfig) -> dict:
+    """The export settings a reader can check against a manifest without opening the cube."""
+    return {
+        "config": {"name": config.name, "channels": list(config.channels), "timesteps": config.timesteps},
+        "acquisition_rule": cfg.cube.acquisition_rule,
+        "chip_size": cfg.chip_size,
+        "stride": cfg.chip_stride,
+        "negative_ratio": cfg.negative_ratio,
+        "max_nodata_fraction": cfg.max_nodata_fraction,
+        "split": json.loads(json.dumps(dataclasses.asdict(cfg.split))),
+        "stats_from": cfg.stats_from,
+        "record_dtype": cfg.record_dtype,
+    }
+
+
 def _check_settings(cfg: ExportConfig) -> None:
     problems = []
     if cfg.chip_size < 8 or cfg.chip_size % 8:
@@ -623,6 +638,7 @@ def _assemble(
         "manifest_schema_version": MANIFEST_SCHEMA_VERSION,
         "code_version": tf_landslide.__version__,
         "fingerprint": fingerprint,
+        "settings": settings,
         "cube": {**identity, **geo},
         "event": event.as_dict(),
         "orbit": acquisitions.orbit,

@@ -16,6 +16,7 @@ The paper's recipe: Adam, learning rate 0.01, weight decay 1e-4, ReduceLROnPlate
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import functools
 import json
@@ -33,7 +34,9 @@ from tf_landslide.cube.channels import resolve_channel_config
 log = logging.getLogger("tf_landslide.train")
 
 WEIGHT_DECAY_MODES = ("l2", "decoupled")
-BEST_MODEL, LAST_MODEL = "best.keras", "last.keras"
+# Weights only: the architecture is rebuilt from train_config.json, which loads in a second
+# where a .keras archive of a ResNet-50 U-Net (with optimizer state) takes a minute.
+BEST_MODEL, LAST_MODEL = "best.weights.h5", "last.weights.h5"
 
 
 # --- cluster and strategy -----------------------------------------------------------------
@@ -99,9 +102,13 @@ def make_optimizer(cfg: TrainConfig):
 
     if cfg.weight_decay_mode not in WEIGHT_DECAY_MODES:
         raise ValueError(f"--weight_decay_mode={cfg.weight_decay_mode!r}; choose one of {list(WEIGHT_DECAY_MODES)}")
+    # PyTorch's Adam adds eps = 1e-8 after the bias correction: Keras' adaptive_epsilon.
+    torch_epsilon = {"epsilon": 1e-8, "adaptive_epsilon": True}
     if cfg.weight_decay_mode == "decoupled":
-        return tf.keras.optimizers.AdamW(learning_rate=cfg.learning_rate, weight_decay=cfg.weight_decay)
-    return AdamL2(learning_rate=cfg.learning_rate, l2=cfg.weight_decay)
+        return tf.keras.optimizers.AdamW(
+            learning_rate=cfg.learning_rate, weight_decay=cfg.weight_decay, **torch_epsilon
+        )
+    return AdamL2(learning_rate=cfg.learning_rate, l2=cfg.weight_decay, **torch_epsilon)
 
 
 @functools.lru_cache(maxsize=1)
@@ -141,11 +148,13 @@ def _callback_base():
     return tf.keras.callbacks.Callback
 
 
-def torch_plateau(factor: float, patience: int, threshold: float, state_path: Path | None):
+def torch_plateau(factor: float, patience: int, threshold: float, state_path: Path | None, write: bool = True):
     """ReduceLROnPlateau with PyTorch's semantics (mode min, relative threshold) on 'loss'.
 
     Its state (best loss, bad epochs) is saved each epoch beside the BackupAndRestore
     checkpoint, so a resumed run reduces the learning rate exactly when an unbroken one would.
+    It must run before BackupAndRestore in the callback list, so that the backup of an epoch
+    holds the learning rate this callback set at its end. A finished run deletes the state.
     """
 
     class TorchPlateau(_callback_base()):
@@ -171,11 +180,55 @@ def torch_plateau(factor: float, patience: int, threshold: float, state_path: Pa
                     self.model.optimizer.learning_rate.assign(new_lr)
                     log.info("epoch %d: reducing learning rate to %.1e", epoch + 1, new_lr)
                 self.bad_epochs = 0
-            if state_path:
+            if state_path and write:
                 state_path.parent.mkdir(parents=True, exist_ok=True)
                 state_path.write_text(json.dumps({"best": self.best, "bad_epochs": self.bad_epochs}))
 
+        def on_train_end(self, logs=None):
+            if state_path and write:
+                state_path.unlink(missing_ok=True)
+
     return TorchPlateau()
+
+
+def history_writer(path: Path):
+    """Append each epoch's logs to a CSV; on resume, drop rows of epochs about to be redone.
+
+    It runs before BackupAndRestore, so a row is on disk before its epoch's backup: a kill
+    between the two redoes the epoch and replaces its row instead of losing it.
+    """
+
+    class HistoryWriter(_callback_base()):
+        def __init__(self):
+            super().__init__()
+            self.first = True
+
+        def on_epoch_begin(self, epoch, logs=None):
+            if self.first and path.exists():
+                with open(path) as handle:
+                    rows = [r for r in csv.DictReader(handle) if int(r["epoch"]) < epoch]
+                _write_rows(path, rows)
+            self.first = False
+
+        def on_epoch_end(self, epoch, logs=None):
+            rows = []
+            if path.exists():
+                with open(path) as handle:
+                    rows = list(csv.DictReader(handle))
+            rows.append({"epoch": epoch, **{k: float(v) for k, v in (logs or {}).items()}})
+            _write_rows(path, rows)
+
+    return HistoryWriter()
+
+
+def _write_rows(path: Path, rows: list[dict]) -> None:
+    fields = list(dict.fromkeys(k for row in rows for k in row)) or ["epoch"]
+    partial = path.with_name(path.name + ".partial")
+    with open(partial, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+    partial.replace(path)
 
 
 def epoch_line(train_chips: int, epochs: int):
@@ -223,6 +276,7 @@ def ensure_records(cfg: TrainConfig) -> tuple[dict, Path]:
         export.export(cfg.export)
     manifest, folder = data.load_manifest(cfg.export.records_dir, config.name)
     data.check_manifest(manifest, config.name, config.channels, cfg.export.chip_size)
+    data.check_export_settings(manifest, export.comparable_settings(cfg.export, config))
     return manifest, folder
 
 
@@ -236,6 +290,10 @@ def train(cfg: TrainConfig, flags_text: str = "") -> dict:
     import tensorflow as tf
 
     manifest, folder = ensure_records(cfg)
+    finished = _finished_run(cfg)
+    if finished is not None:
+        log.info("%s already holds this finished run: nothing to do (--overwrite trains again)", cfg.model_dir)
+        return finished
     tf.get_logger().setLevel(logging.WARNING)  # checkpoint saves log at INFO every epoch
     tf.keras.utils.set_random_seed(cfg.seed)
     if cfg.input.deterministic:
@@ -247,7 +305,8 @@ def train(cfg: TrainConfig, flags_text: str = "") -> dict:
     workers = cluster_workers(cfg.cluster)
     model_dir = Path(_write_dir(cfg.model_dir, chief))
     model_dir.mkdir(parents=True, exist_ok=True)
-    backup_dir = Path(cfg.checkpoint_dir or model_dir / "backup")
+    # Every worker names the same backup folder; Keras redirects the non-chief's writes.
+    backup_dir = Path(cfg.checkpoint_dir or Path(cfg.model_dir) / "backup")
     log.info(
         "training %s %s on %s: %d replica(s) over %d worker(s), global batch %d",
         cfg.model.arch,
@@ -258,39 +317,77 @@ def train(cfg: TrainConfig, flags_text: str = "") -> dict:
         cfg.input.batch_size,
     )
 
-    train_data = data.make_dataset(manifest, folder, "train", cfg.input, training=True, workers=workers)
-    val_data = data.make_dataset(manifest, folder, "val", cfg.input, training=False, workers=workers)
+    replicas = strategy.num_replicas_in_sync
+    train_data = data.make_dataset(manifest, folder, "train", cfg.input, True, workers, replicas)
+    val_data = data.make_dataset(manifest, folder, "val", cfg.input, False, workers, replicas)
     with strategy.scope():
         model = models.build_model(cfg.model, len(manifest["channels"]), manifest["chip_size"])
         model.compile(
             optimizer=make_optimizer(cfg),
             loss=tf.keras.losses.BinaryCrossentropy(),
-            metrics=[tf.keras.metrics.AUC(curve="PR", num_thresholds=200, name="pr_auc")],
+            # Weighted, so the zero-weight padding of multi-replica validation counts for nothing.
+            weighted_metrics=[tf.keras.metrics.AUC(curve="PR", num_thresholds=200, name="pr_auc")],
             jit_compile=cfg.jit_compile,
         )
     if chief:
         _write_run_files(model_dir, cfg, manifest, flags_text)
+    # Order matters at each epoch's end: the log line adds chips/s and the learning rate used,
+    # the plateau may lower the rate, the history row is written, and only then the backup.
     callbacks = [
-        tf.keras.callbacks.BackupAndRestore(str(backup_dir)),
-        torch_plateau(cfg.lr_factor, cfg.lr_patience, cfg.lr_threshold, backup_dir / "plateau.json"),
         epoch_line(manifest["splits"]["train"]["chips"], cfg.epochs),
+        torch_plateau(cfg.lr_factor, cfg.lr_patience, cfg.lr_threshold, backup_dir / "plateau.json", write=chief),
+        *([history_writer(model_dir / "history.csv")] if chief else []),
+        tf.keras.callbacks.BackupAndRestore(str(backup_dir)),
         tf.keras.callbacks.TerminateOnNaN(),
         tf.keras.callbacks.ModelCheckpoint(
-            str(model_dir / BEST_MODEL), monitor="val_pr_auc", mode="max", save_best_only=True
+            str(model_dir / BEST_MODEL), monitor="val_pr_auc", mode="max", save_best_only=True, save_weights_only=True
         ),
         tf.keras.callbacks.TensorBoard(cfg.tensorboard_dir or str(model_dir / "logs")),
     ]
-    if chief:
-        callbacks.append(tf.keras.callbacks.CSVLogger(str(model_dir / "history.csv"), append=True))
     started = time.perf_counter()
     history = model.fit(train_data, validation_data=val_data, epochs=cfg.epochs, callbacks=callbacks, verbose=0)
-    model.save(str(model_dir / LAST_MODEL))
+    model.save_weights(str(model_dir / LAST_MODEL))
     summary = _summary(model_dir, history, time.perf_counter() - started, manifest)
     if chief:
         (model_dir / "train_summary.json").write_text(json.dumps(summary, indent=1))
     else:
         shutil.rmtree(model_dir, ignore_errors=True)
     return summary
+
+
+def _run_identity(saved: dict) -> dict:
+    """What makes two runs (as saved in train_config.json) the same run: not where they
+    write or how they were launched."""
+    identity = {
+        k: v for k, v in saved.items() if k not in ("cluster", "tensorboard_dir", "checkpoint_dir", "model_dir")
+    }
+    identity["export"] = {
+        k: v
+        for k, v in saved.get("export", {}).items()
+        if k not in ("overwrite", "progress", "workers", "dask_scheduler")
+    }
+    return identity
+
+
+def _finished_run(cfg: TrainConfig) -> dict | None:
+    """The summary of a finished identical run in ``model_dir``; an error if it holds another run.
+
+    ``--overwrite`` clears the folder instead.
+    """
+    model_dir = Path(cfg.model_dir)
+    summary, config = model_dir / "train_summary.json", model_dir / "train_config.json"
+    if cfg.export.overwrite and model_dir.exists():
+        shutil.rmtree(model_dir)
+        return None
+    if not summary.exists():
+        return None
+    previous = json.loads(config.read_text()) if config.exists() else {}
+    if _run_identity(previous) != _run_identity(json.loads(json.dumps(dataclasses.asdict(cfg)))):
+        raise ValueError(
+            f"{model_dir} holds a finished run with other settings (see its train_config.json): "
+            "choose another --model_dir or pass --overwrite to replace it"
+        )
+    return json.loads(summary.read_text())
 
 
 def _write_run_files(model_dir: Path, cfg: TrainConfig, manifest: dict, flags_text: str) -> None:
@@ -302,7 +399,6 @@ def _write_run_files(model_dir: Path, cfg: TrainConfig, manifest: dict, flags_te
 
 def _summary(model_dir: Path, history, seconds: float, manifest: dict) -> dict:
     """Best epoch by validation PR-AUC over the whole history (resumed runs included)."""
-    import csv
 
     rows = []
     path = model_dir / "history.csv"
@@ -326,10 +422,14 @@ def _summary(model_dir: Path, history, seconds: float, manifest: dict) -> dict:
 
 
 def load_trained_model(model_dir: str, which: str = "best"):
-    """The best (by validation PR-AUC) or last model of a training run."""
-    import tensorflow as tf
-
-    path = Path(model_dir) / (BEST_MODEL if which == "best" else LAST_MODEL)
+    """The best (by validation PR-AUC) or last model of a training run, rebuilt from its
+    train_config.json and manifest.json and loaded with its weights."""
+    model_dir = Path(model_dir)
+    path = model_dir / (BEST_MODEL if which == "best" else LAST_MODEL)
     if not path.exists():
         raise FileNotFoundError(f"no trained model at {path}: train first (python train.py --model_dir={model_dir})")
-    return tf.keras.models.load_model(str(path), custom_objects=custom_objects(), compile=False)
+    saved = json.loads((model_dir / "train_config.json").read_text())["model"]
+    manifest = json.loads((model_dir / "manifest.json").read_text())
+    model = models.build_model(models.ModelConfig(**saved), len(manifest["channels"]), manifest["chip_size"])
+    model.load_weights(str(path))
+    return model
