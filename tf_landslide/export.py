@@ -423,10 +423,40 @@ def _prepare_output(out_dir: Path, fingerprint: str, overwrite: bool) -> dict | 
     return None
 
 
-def export(cfg: ExportConfig) -> dict:
-    """Export ``cfg``'s configuration of its cube; return the manifest (also on disk)."""
-    _check_settings(cfg)
-    started = time.perf_counter()
+@dataclasses.dataclass
+class _Job:
+    """One export being made: its settings, the cube, and the choices made from them."""
+
+    cfg: ExportConfig
+    location: str
+    ds: xr.Dataset
+    config: channels_lib.ChannelConfig
+    event: events.Event
+    acquisitions: channels_lib.Acquisitions
+    pairs: dict
+    identity: dict
+    settings: dict
+    fingerprint: str
+    out_dir: Path
+
+    @property
+    def spool(self) -> Path:
+        return self.out_dir / WORK_DIR
+
+
+@dataclasses.dataclass
+class _Candidates:
+    """The chip grid and which of its chips are worth reading."""
+
+    table: chips_lib.ChipTable
+    nan_labels: int
+    negatives: np.ndarray  # negative chips in their seeded order
+    wanted_negatives: int
+    indices: np.ndarray  # chips to read: positives and oversampled negatives
+
+
+def _plan(cfg: ExportConfig) -> _Job:
+    """Open and validate the cube and make every choice that does not need the pixels."""
     location = cube_location(cfg.cube)
     config = channels_lib.resolve_channel_config(cfg.config, cfg.channels, cfg.timesteps)
     ds = open_cube(location)
@@ -438,104 +468,77 @@ def export(cfg: ExportConfig) -> dict:
     else:
         acquisitions = channels_lib.Acquisitions(orbit, (), ())
     pairs = channels_lib.select_pairs(ds, event, orbit) if config.needs_insar else {}
-    plan = channels_lib.ChannelPlan(config.channels, acquisitions, tuple(pairs.items()))
-
     identity = _cube_identity(ds, location)
     settings = _settings(cfg, identity, event, config, acquisitions, pairs)
     fingerprint = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
     out_dir = Path(cfg.records_dir) / config.name
-    out_dir.mkdir(parents=True, exist_ok=True)
-    reused = _prepare_output(out_dir, fingerprint, cfg.overwrite)
-    if reused is not None:
-        log.info("%s is up to date (fingerprint %s): nothing to do", out_dir / MANIFEST_NAME, fingerprint[:12])
-        return reused
+    return _Job(cfg, location, ds, config, event, acquisitions, pairs, identity, settings, fingerprint, out_dir)
 
-    log.info(
-        "exporting %s from %s: event %s, orbit %s, channels %s",
-        config.name,
-        location,
-        event.as_dict(),
-        orbit,
-        ",".join(config.channels),
-    )
-    table, nan_labels = chips_lib.build_chip_table(ds, cfg.chip_size, cfg.chip_stride, cfg.split, cfg.band_rows)
+
+def _candidates(job: _Job) -> _Candidates:
+    cfg = job.cfg
+    table, nan_labels = chips_lib.build_chip_table(job.ds, cfg.chip_size, cfg.chip_stride, cfg.split, cfg.band_rows)
     if nan_labels:
         log.warning("%d label pixels are NaN: counted as no landslide", nan_labels)
     positive = np.flatnonzero(table.positives > 0)
     negatives = chips_lib.negative_order(table, cfg.split.seed)
     # Oversample negative candidates: some will turn out to be mostly no-data.
-    wanted_negatives = math.ceil(cfg.negative_ratio * positive.size)
-    candidates = np.sort(
-        np.concatenate([positive, negatives[: math.ceil(wanted_negatives * 1.5) + (8 if wanted_negatives else 0)]])
-    )
+    wanted = math.ceil(cfg.negative_ratio * positive.size)
+    read = negatives[: math.ceil(wanted * 1.5) + (8 if wanted else 0)]
+    return _Candidates(table, nan_labels, negatives, wanted, np.sort(np.concatenate([positive, read])))
 
-    spool = out_dir / WORK_DIR
-    tasks = _band_tasks(table, candidates, cfg, ds.sizes["y"])
+
+def export(cfg: ExportConfig) -> dict:
+    """Export ``cfg``'s configuration of its cube; return the manifest (also on disk)."""
+    _check_settings(cfg)
+    started = time.perf_counter()
+    job = _plan(cfg)
+    job.out_dir.mkdir(parents=True, exist_ok=True)
+    reused = _prepare_output(job.out_dir, job.fingerprint, cfg.overwrite)
+    if reused is not None:
+        log.info("%s is up to date (fingerprint %s): nothing to do", job.out_dir / MANIFEST_NAME, job.fingerprint[:12])
+        return reused
+    log.info(
+        "exporting %s from %s: event %s, orbit %s, channels %s",
+        job.config.name,
+        job.location,
+        job.event.as_dict(),
+        job.acquisitions.orbit,
+        ",".join(job.config.channels),
+    )
+    candidates = _candidates(job)
+    tasks = _band_tasks(candidates.table, candidates.indices, cfg, job.ds.sizes["y"])
+    plan = channels_lib.ChannelPlan(job.config.channels, job.acquisitions, tuple(job.pairs.items()))
+    scan = functools.partial(
+        scan_band,
+        job.location,
+        plan,
+        chip_size=cfg.chip_size,
+        max_nodata_fraction=cfg.max_nodata_fraction,
+        record_dtype=cfg.record_dtype,
+        spool=str(job.spool),
+    )
     results = {}
     with executor(cfg) as pool:
-        bar = _progress(int(sum(len(t.chips) for t in tasks)), "chip", f"scan {config.name}", cfg.progress)
-        scan = functools.partial(
-            scan_band,
-            location,
-            plan,
-            chip_size=cfg.chip_size,
-            max_nodata_fraction=cfg.max_nodata_fraction,
-            record_dtype=cfg.record_dtype,
-            spool=str(spool),
-        )
+        bar = _progress(int(sum(len(t.chips) for t in tasks)), "chip", f"scan {job.config.name}", cfg.progress)
         chips_in = {t.band: len(t.chips) for t in tasks}
         for result in pool.map_unordered(scan, ((t,) for t in tasks)):
             results[result["band"]] = result
             bar.update(chips_in[result["band"]])
         bar.close()
-
-        manifest = _assemble(
-            cfg,
-            table,
-            results,
-            negatives,
-            wanted_negatives,
-            config,
-            out_dir,
-            spool,
-            pool,
-            settings,
-            fingerprint,
-            identity,
-            ds,
-            event,
-            acquisitions,
-            pairs,
-            nan_labels,
-        )
+        manifest = _assemble(job, candidates, results, pool)
     manifest["export_seconds"] = round(time.perf_counter() - started, 2)
     text = json.dumps(manifest, indent=1)
-    _atomic_write_bytes(out_dir / MANIFEST_NAME, text.encode())
-    shutil.rmtree(spool, ignore_errors=True)
+    _atomic_write_bytes(job.out_dir / MANIFEST_NAME, text.encode())
+    shutil.rmtree(job.spool, ignore_errors=True)
     log.info("%s", summary(manifest))
     return json.loads(text)  # exactly what a later run reads back
 
 
-def _assemble(
-    cfg,
-    table,
-    results,
-    negatives,
-    wanted_negatives,
-    config,
-    out_dir,
-    spool,
-    pool,
-    settings,
-    fingerprint,
-    identity,
-    ds,
-    event,
-    acquisitions,
-    pairs,
-    nan_labels,
-) -> dict:
+def _assemble(job: _Job, candidates: _Candidates, results: dict, pool) -> dict:
     """Choose the final chips, compute statistics, write the shards and build the manifest."""
+    cfg, config, ds, out_dir, spool = job.cfg, job.config, job.ds, job.out_dir, job.spool
+    table, negatives, wanted_negatives = candidates.table, candidates.negatives, candidates.wanted_negatives
     slot = {}  # chip index -> (band, position in the band's spool)
     moments = {}
     skipped = {}
@@ -637,21 +640,21 @@ def _assemble(
     return {
         "manifest_schema_version": MANIFEST_SCHEMA_VERSION,
         "code_version": tf_landslide.__version__,
-        "fingerprint": fingerprint,
-        "settings": settings,
-        "cube": {**identity, **geo},
-        "event": event.as_dict(),
-        "orbit": acquisitions.orbit,
-        "config": settings["config"],
+        "fingerprint": job.fingerprint,
+        "settings": job.settings,
+        "cube": {**job.identity, **geo},
+        "event": job.event.as_dict(),
+        "orbit": job.acquisitions.orbit,
+        "config": job.settings["config"],
         "channels": list(config.channels),
         "chip_size": cfg.chip_size,
         "stride": cfg.chip_stride,
         "acquisitions": {
             side: [{"time": str(times[i])[:19] + "Z", "orbit": orbit_of[i]} for i in indices]
-            for side, indices in (("before", acquisitions.before), ("after", acquisitions.after))
+            for side, indices in (("before", job.acquisitions.before), ("after", job.acquisitions.after))
         },
         "cube_acquisitions_per_orbit": acquisitions_by_orbit(ds),
-        "insar_pairs": {name: str(ds[schema.PAIR_DIM].values[i]) for name, i in pairs.items()},
+        "insar_pairs": {name: str(ds[schema.PAIR_DIM].values[i]) for name, i in job.pairs.items()},
         "selection": {
             "rule": "k most recent acquisitions strictly before the event start, "
             "k earliest strictly after its end (UTC)"
@@ -661,7 +664,7 @@ def _assemble(
             + (f" plus {cfg.negative_ratio} negatives per positive" if cfg.negative_ratio else ""),
             "max_nodata_fraction": cfg.max_nodata_fraction,
             "negative_ratio": cfg.negative_ratio,
-            "nan_label_pixels": nan_labels,
+            "nan_label_pixels": candidates.nan_labels,
             "split": dataclasses.asdict(cfg.split),
         },
         "normalisation": {
