@@ -27,3 +27,15 @@ def test_json_round_trip_and_empty_chips():
     assert moments.count.tolist() == [0, 0]
     again = ChannelMoments.from_json(ChannelMoments.of(np.ones((3, 2))).to_json())
     assert again.merge(moments).mean.tolist() == [1.0, 1.0]
+
+
+def test_moments_of_each_item_equal_moments_of_that_item():
+    rng = np.random.default_rng(5)
+    stack = rng.normal(3.0, 2.0, size=(4, 8, 8, 3)).astype(np.float32)
+    stack[1, :2, :, 0] = np.nan
+    stack[2, ..., 1] = np.nan  # an item with no valid value in a channel
+    for item, moments in zip(stack, ChannelMoments.of_each(stack), strict=True):
+        single = ChannelMoments.of(item)
+        np.testing.assert_array_equal(moments.count, single.count)
+        np.testing.assert_allclose(moments.mean, single.mean, rtol=1e-12)
+        np.testing.assert_allclose(moments.m2, single.m2, rtol=1e-9)

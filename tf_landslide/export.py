@@ -118,25 +118,26 @@ def scan_band(
     band = np.moveaxis(band, 0, -1)  # channels last, as records store them
     labels = np.nan_to_num(ds[schema.LABEL_VARIABLE].isel(y=slice(task.y0, task.y1)).values, nan=0) > 0
     n_channels = band.shape[-1]
-    images, masks, kept, skipped = [], [], [], []
-    moments = {}
-    quantisation = np.zeros(n_channels)
+    kept, skipped, chips, masks = [], [], [], []
     for index, row, col in task.chips:
-        chip = band[row - task.y0 : row - task.y0 + chip_size, col : col + chip_size]
-        nodata = float(np.isnan(chip).any(-1).mean())
+        rows, cols = slice(row - task.y0, row - task.y0 + chip_size), slice(col, col + chip_size)
+        nodata = float(np.isnan(band[rows, cols]).any(-1).mean())
         if nodata > max_nodata_fraction:
             skipped.append([index, nodata])
             continue
-        stored = chip.astype(record_dtype)
-        with np.errstate(invalid="ignore"):
-            error = np.abs(stored.astype(np.float32) - chip)
-        quantisation = np.maximum(quantisation, np.nan_to_num(error, nan=0.0).reshape(-1, n_channels).max(0))
-        moments[str(index)] = ChannelMoments.of(chip).to_json()
-        images.append(stored)
-        masks.append(labels[row - task.y0 : row - task.y0 + chip_size, col : col + chip_size])
         kept.append(index)
-    if images:
-        _atomic_save_npy(Path(spool) / f"band-{task.band:05d}-images.npy", np.stack(images))
+        chips.append(band[rows, cols])
+        masks.append(labels[rows, cols])
+    quantisation = np.zeros(n_channels)
+    moments = {}
+    if kept:
+        chips = np.stack(chips)  # [N, size, size, C], contiguous
+        stored = chips.astype(record_dtype)
+        with np.errstate(invalid="ignore"):
+            error = np.abs(stored.astype(np.float32) - chips)
+        quantisation = np.nanmax(error.reshape(-1, n_channels), axis=0, initial=0.0)
+        moments = {str(i): m.to_json() for i, m in zip(kept, ChannelMoments.of_each(chips), strict=True)}
+        _atomic_save_npy(Path(spool) / f"band-{task.band:05d}-images.npy", stored)
         _atomic_save_npy(Path(spool) / f"band-{task.band:05d}-labels.npy", np.stack(masks).astype(np.uint8))
     result = {
         "band": task.band,

@@ -25,15 +25,37 @@ class ChannelMoments:
 
     @classmethod
     def of(cls, values: np.ndarray) -> ChannelMoments:
-        """Moments of ``values`` shaped [..., C] (channels last), ignoring NaN."""
-        flat = np.asarray(values, np.float64).reshape(-1, values.shape[-1])
-        finite = np.isfinite(flat)
-        count = finite.sum(0).astype(np.float64)
-        filled = np.where(finite, flat, 0.0)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean = np.where(count > 0, filled.sum(0) / count, 0.0)
-        m2 = (np.where(finite, flat - mean, 0.0) ** 2).sum(0)
+        """Moments of ``values`` shaped [..., C] (channels last), ignoring NaN.
+
+        Works one channel at a time, so a band of a scene never has a float64 copy of itself.
+        """
+        values = np.asarray(values)
+        flat = values.reshape(-1, values.shape[-1])
+        count, mean, m2 = (np.zeros(flat.shape[1]) for _ in range(3))
+        for c in range(flat.shape[1]):
+            finite = flat[:, c][np.isfinite(flat[:, c])]
+            count[c] = finite.size
+            if finite.size:
+                mean[c] = finite.sum(dtype=np.float64) / finite.size
+                deviation = finite.astype(np.float64) - mean[c]  # one channel at a time in float64
+                m2[c] = np.dot(deviation, deviation)
         return cls(count, mean, m2)
+
+    @classmethod
+    def of_each(cls, stack: np.ndarray) -> list[ChannelMoments]:
+        """Moments of each item of ``stack`` shaped [N, ..., C], ignoring NaN (one pass per channel)."""
+        flat = np.asarray(stack).reshape(len(stack), -1, stack.shape[-1])
+        shape = (flat.shape[0], flat.shape[2])
+        count, mean, m2 = np.zeros(shape), np.zeros(shape), np.zeros(shape)
+        for c in range(flat.shape[2]):
+            values = flat[:, :, c].astype(np.float64)
+            finite = np.isfinite(values)
+            count[:, c] = finite.sum(1)
+            values[~finite] = 0.0
+            mean[:, c] = values.sum(1) / np.maximum(count[:, c], 1)
+            deviation = np.where(finite, values - mean[:, c : c + 1], 0.0)
+            m2[:, c] = np.einsum("ij,ij->i", deviation, deviation)
+        return [cls(count[i], mean[i], m2[i]) for i in range(flat.shape[0])]
 
     def merge(self, other: ChannelMoments) -> ChannelMoments:
         count = self.count + other.count

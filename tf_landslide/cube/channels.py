@@ -262,16 +262,15 @@ def log_mean(planes: Iterable[np.ndarray]) -> np.ndarray:
     for plane in planes:
         plane = np.asarray(plane, dtype=np.float32)
         valid = plane > 0  # False for NaN as well
-        logs = np.log(np.where(valid, plane, 1.0), dtype=np.float32)  # log(1) = 0 where missing
+        logs = np.log(plane, out=np.zeros_like(plane), where=valid)  # 0 where missing
         if total is None:
-            total, count = logs, valid.astype(np.float32)
+            total, count = logs, valid.astype(np.uint16)
         else:
             total += logs
             count += valid
     if total is None:
         raise ValueError("log_mean needs at least one plane")
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(count > 0, total / count, np.float32(np.nan)).astype(np.float32)
+    return np.divide(total, count, out=np.full_like(total, np.nan), where=count > 0)
 
 
 @dataclasses.dataclass(frozen=True)
