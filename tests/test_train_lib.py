@@ -1,11 +1,13 @@
 """Training: the loss falls, the optimiser and the plateau schedule are PyTorch's, clusters are
-read from the environment, runs distribute over replicas and workers, and killed runs resume."""
+read from the environment, runs distribute over replicas and workers, killed runs resume, and
+finished runs are not trained twice."""
 
 import tf_landslide  # noqa: F401, I001  (first: it sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 
 import csv
 import dataclasses
 import json
+import logging
 import math
 import os
 import re
@@ -24,32 +26,34 @@ import pytest
 import tensorflow as tf
 
 from tests.conftest import tiny_export_config
-from tf_landslide.chips import SplitSpec
 from tf_landslide import data, export, train_lib
+from tf_landslide.chips import SplitSpec
 from tf_landslide.config import TrainConfig
 from tf_landslide.data import InputConfig
 from tf_landslide.models import ModelConfig
 
 REPO = Path(__file__).resolve().parents[1]
 SUBPROCESS_TIMEOUT = 180
+BEST, LAST = train_lib.BEST_MODEL, train_lib.LAST_MODEL
+TWO_WORKERS = {"cluster": {"worker": ["localhost:1", "localhost:2"]}}
 
 
 # --- shared helpers (also imported by the training subprocesses) -------------------------------
 
 
-def make_config(cube, root, batch_size=4, epochs=2, split_fractions=None, **overrides) -> TrainConfig:
-    """A tiny run: 32-pixel chips of the tiny cube, U-Net/ResNet-18, records and model under ``root``.
+def make_config(cube, root, batch_size=4, epochs=2, split_fractions=None, records=None, **overrides) -> TrainConfig:
+    """A tiny run: 32-pixel chips of the tiny cube, U-Net/ResNet-18, records and model under ``root``
+    (the records under ``records`` instead when given).
 
-    The tiny cube has 9 positive chips: 6 train, 1 val, 2 test by default; ``split_fractions``
-    (0.5, 0.5, 0) gives 4 train and 4 val chips, one full batch of 4 each.
+    The tiny cube has 9 positive chips: 6 train, 1 val, 2 test by the default split.
     """
     root = Path(root)
     split = SplitSpec(fractions=tuple(split_fractions)) if split_fractions else SplitSpec()
+    overrides.setdefault("model_dir", str(root / "model"))
     return TrainConfig(
-        export=tiny_export_config(cube, root / "records", split=split),
+        export=tiny_export_config(cube, records or root / "records", split=split),
         input=InputConfig(batch_size=batch_size),
         model=ModelConfig(backbone="resnet18"),
-        model_dir=str(root / "model"),
         epochs=epochs,
         **overrides,
     )
@@ -60,15 +64,20 @@ def read_history(model_dir) -> list[dict]:
         return list(csv.DictReader(handle))
 
 
+def history_epochs(model_dir) -> list[int]:
+    return [int(row["epoch"]) for row in read_history(model_dir)]
+
+
 # Run in a fresh interpreter: argv[1] is JSON {"config": make_config kwargs, "kill_epoch": int|None,
-# "kill_in": "epoch_line"|"csv_logger", "logical_cpus": int}.
+# "kill_in": a train_lib callback factory or a tf.keras.callbacks class, "logical_cpus": int,
+# "evaluate": bool}. The process kills itself right after that callback's on_epoch_end of kill_epoch.
 RUNNER = textwrap.dedent(
     """
     import json, logging, os, signal, sys
     import tf_landslide
     import tensorflow as tf
     from tests.test_train_lib import make_config
-    from tf_landslide import train_lib
+    from tf_landslide import data, models, train_lib
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="LOG %(name)s %(message)s")
     args = json.loads(sys.argv[1])
@@ -91,22 +100,42 @@ RUNNER = textwrap.dedent(
         return callback
 
     if args.get("kill_epoch") is not None:
-        if args["kill_in"] == "epoch_line":  # the third callback: after the backup, before the CSV row
-            original = train_lib.epoch_line
-            train_lib.epoch_line = lambda *a: kill_after(original(*a), args["kill_epoch"])
-        else:  # the last callback: the epoch is complete everywhere
-            CSVLogger = tf.keras.callbacks.CSVLogger
-            tf.keras.callbacks.CSVLogger = lambda *a, **k: kill_after(CSVLogger(*a, **k), args["kill_epoch"])
+        name = args["kill_in"]
+        module = train_lib if hasattr(train_lib, name) else tf.keras.callbacks
+        original = getattr(module, name)
+        setattr(module, name, lambda *a, **k: kill_after(original(*a, **k), args["kill_epoch"]))
 
-    summary = train_lib.train(make_config(**args["config"]))
+    built = []
+    build_model = models.build_model
+    models.build_model = lambda *a, **k: built.append(build_model(*a, **k)) or built[-1]
+
+    cfg = make_config(**args["config"])
+    summary = train_lib.train(cfg)
     print("SUMMARY " + json.dumps(summary), flush=True)
+
+    if args.get("evaluate"):  # the trained model on the 6 train chips: batches of 4 + 2, or 4 + 2 + 2 padding
+        manifest, folder = data.load_manifest(cfg.export.records_dir, cfg.export.config)
+        model, replicas = built[-1], built[-1].distribute_strategy.num_replicas_in_sync
+
+        def scores():
+            results = {}
+            for name, n in (("padded", replicas), ("unpadded", 1)):
+                dataset = data.make_dataset(manifest, folder, "train", cfg.input, False, 1, n)
+                results[name] = model.evaluate(dataset, verbose=0, return_dict=True)
+            return results
+
+        results = {"as_trained": scores()}
+        model.set_weights(model.get_weights())  # every replica: the saved, replica-averaged BatchNorm statistics
+        results["synced"] = scores()
+        print("EVAL " + json.dumps(results), flush=True)
     """
 )
 
 
 def _env(**extra) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("TF_CONFIG", "CLUSTER_SPEC")}
-    env.update(TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(REPO), **extra)
+    path = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
+    env.update(TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=path, **extra)
     return env
 
 
@@ -160,6 +189,10 @@ def config_args(cube, root, **kwargs) -> dict:
     return {"cube": str(cube), "root": str(root), **kwargs}
 
 
+def mtimes(model_dir) -> dict:
+    return {p.name: p.stat().st_mtime_ns for p in Path(model_dir).iterdir() if p.is_file()}
+
+
 # --- 1. a tiny run learns and leaves a complete model folder ---------------------------------
 
 
@@ -186,8 +219,9 @@ def test_tiny_run_lowers_the_training_loss(trained):
 def test_model_folder_holds_models_history_and_run_files(trained):
     cfg, summary = trained
     model_dir = Path(cfg.model_dir)
-    for name in ("best.keras", "last.keras", "history.csv", "train_summary.json", "train_config.json", "manifest.json"):
+    for name in (BEST, LAST, "history.csv", "train_summary.json", "train_config.json", "manifest.json"):
         assert (model_dir / name).is_file(), name
+    assert not (model_dir / "history.csv.partial").exists()
     assert json.loads((model_dir / "train_summary.json").read_text()) == summary
     assert summary["epochs"] == 4 and summary["config"] == "vv_vh_dem_t2"
     written = json.loads((model_dir / "train_config.json").read_text())
@@ -196,88 +230,211 @@ def test_model_folder_holds_models_history_and_run_files(trained):
     assert json.loads((model_dir / "manifest.json").read_text()) == records_manifest
     assert summary["train_chips"] == records_manifest["splits"]["train"]["chips"]
     history = read_history(model_dir)
+    for column in ("loss", "val_loss", "val_pr_auc", "learning_rate", "chips_per_second"):
+        assert all(math.isfinite(float(row[column])) for row in history), column
     best = max(history, key=lambda row: float(row["val_pr_auc"]))
     assert summary["best_epoch"] == int(best["epoch"]) + 1
     assert summary["final_learning_rate"] == pytest.approx(cfg.learning_rate)  # patience 10: no reduction yet
 
 
-def test_load_trained_model_predicts_probabilities(trained):
-    cfg, _ = trained
+def _evaluate(model, dataset) -> dict:
+    model.compile(
+        loss=tf.keras.losses.BinaryCrossentropy(),
+        metrics=[tf.keras.metrics.AUC(curve="PR", num_thresholds=200, name="pr_auc")],
+    )
+    return model.evaluate(dataset, verbose=0, return_dict=True)
+
+
+def test_load_trained_model_rebuilds_the_model_with_its_trained_weights(trained):
+    cfg, summary = trained
     manifest, folder = data.load_manifest(cfg.export.records_dir, cfg.export.config)
     images, _ = next(iter(data.make_dataset(manifest, folder, "test", cfg.input, training=False)))
-    model = train_lib.load_trained_model(cfg.model_dir, "best")  # ~25 s: tf-keras reads the .keras zip slowly
-    probability = model.predict(images, verbose=0)
+    last = train_lib.load_trained_model(cfg.model_dir, "last")
+    probability = last.predict(images, verbose=0)
     assert probability.shape == (images.shape[0], 32, 32, 1)
     assert probability.dtype == np.float32
     assert np.all((probability >= 0) & (probability <= 1))
-    assert probability.std() > 0  # not a constant map
+    # the last model: the best of a 4-epoch run can be an early, nearly constant one
+    assert probability.std() > 0
+    # the weights (BatchNorm statistics included) are those the last epoch was validated with
+    final = read_history(cfg.model_dir)[-1]
+    scores = _evaluate(last, data.make_dataset(manifest, folder, "val", cfg.input, training=False))
+    assert scores["loss"] == pytest.approx(float(final["val_loss"]), rel=1e-4)
+    assert scores["pr_auc"] == pytest.approx(float(final["val_pr_auc"]), abs=1e-4)
+    # 'best' reads the other file: the same weights only when the last epoch was the best
+    best = train_lib.load_trained_model(cfg.model_dir, "best").predict(images, verbose=0)
+    assert np.array_equal(best, probability) == (summary["best_epoch"] == cfg.epochs)
     with pytest.raises(FileNotFoundError, match="train first"):
         train_lib.load_trained_model(str(Path(cfg.model_dir) / "nothing-here"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="torch_plateau's state file survives a finished run (BackupAndRestore deletes its own backup), so a new "
-    "run in the same model_dir starts from the old run's plateau state",
-)
-def test_finished_run_leaves_no_plateau_state(trained):
+def test_finished_run_leaves_no_backup_or_plateau_state(trained):
     cfg, _ = trained
     backup = Path(cfg.model_dir) / "backup"
     assert not (backup / "chief").exists()  # Keras removed its backup: the next run starts at epoch 0
-    assert not (backup / "plateau.json").exists()
+    assert not (backup / "plateau.json").exists()  # and the plateau starts afresh
 
 
-# --- 2. AdamL2 is torch.optim.Adam(weight_decay=...); 'decoupled' is AdamW --------------------
-
-# tf-keras Adam (tf_keras/src/optimizers/adam.py, the defaults AdamL2 inherits): beta_1 0.9,
-# beta_2 0.999, epsilon 1e-7 added to sqrt(v) *before* bias correction (adaptive_epsilon=False):
-#   m += (g - m)(1 - b1);  v += (g^2 - v)(1 - b2);  w -= lr sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps)
-BETA_1, BETA_2, EPSILON = 0.9, 0.999, 1e-7
+# --- 2. a finished run is not trained again -----------------------------------------------------
 
 
-def keras_adam_reference(w, gradients, lr, l2=0.0, decoupled=0.0):
-    """float64 Adam on (g + l2 w), and/or AdamW's w -= lr wd w before each step."""
+def test_finished_run_returns_its_summary_without_training(trained, tmp_path, caplog):
+    cfg, summary = trained
+    before, history = mtimes(cfg.model_dir), read_history(cfg.model_dir)
+    caplog.set_level("INFO", logger="tf_landslide.train")
+    # where it writes, how it is launched and how the export runs are not part of the run
+    launched = [
+        cfg,
+        dataclasses.replace(cfg, tensorboard_dir=str(tmp_path / "tb"), checkpoint_dir=str(tmp_path / "ckpt")),
+        dataclasses.replace(
+            cfg,
+            export=dataclasses.replace(cfg.export, workers=3, progress=True, dask_scheduler="tcp://localhost:1"),
+            cluster=json.dumps({**TWO_WORKERS, "task": {"type": "worker", "index": 1}}),
+        ),
+    ]
+    for again in launched:
+        assert train_lib.train(again) == summary
+    assert mtimes(cfg.model_dir) == before  # no weights, history or run file rewritten
+    assert read_history(cfg.model_dir) == history
+    assert not [m for m in caplog.messages if re.match(r"epoch \d+/", m)]
+    assert not (tmp_path / "tb").exists() and not (tmp_path / "ckpt").exists()
+    # the run is recognised by its settings, not by its folder
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    for name in ("train_config.json", "train_summary.json"):
+        (moved / name).write_bytes((Path(cfg.model_dir) / name).read_bytes())
+    assert train_lib.train(dataclasses.replace(cfg, model_dir=str(moved))) == summary
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"learning_rate": 0.02}, {"epochs": 5}, {"input": InputConfig(batch_size=4)}, {"lr_patience": 3}],
+    ids=["learning_rate", "epochs", "batch_size", "lr_patience"],
+)
+def test_finished_run_with_other_settings_raises(trained, change):
+    cfg, _ = trained
+    before = mtimes(cfg.model_dir)
+    with pytest.raises(ValueError, match="--overwrite"):
+        train_lib.train(dataclasses.replace(cfg, **change))
+    assert mtimes(cfg.model_dir) == before
+
+
+def _fake_finished_run(cfg: TrainConfig) -> dict:
+    """A model folder that holds a finished run of ``cfg`` by its run files (no weights)."""
+    model_dir = Path(cfg.model_dir)
+    model_dir.mkdir(parents=True)
+    (model_dir / "train_config.json").write_text(json.dumps(dataclasses.asdict(cfg)))
+    fake = {"epochs": 7, "fake": True}
+    (model_dir / "train_summary.json").write_text(json.dumps(fake))
+    (model_dir / "history.csv").write_text("epoch,loss\n" + "".join(f"{e},0.5\n" for e in range(7)))
+    (model_dir / "old-file.txt").write_text("from the old run")
+    return fake
+
+
+def test_overwrite_clears_a_finished_run_and_trains_again(tiny_cube, exported_root, tmp_path):
+    cfg = make_config(tiny_cube, tmp_path, records=exported_root / "records", batch_size=2, epochs=1)
+    fake = _fake_finished_run(cfg)
+    assert train_lib.train(cfg) == fake  # without --overwrite: recognised as finished
+    overwrite = dataclasses.replace(cfg, export=dataclasses.replace(cfg.export, overwrite=True))
+    summary = train_lib.train(overwrite)
+    model_dir = Path(cfg.model_dir)
+    assert summary["epochs"] == 1 and "fake" not in summary
+    assert json.loads((model_dir / "train_summary.json").read_text()) == summary
+    assert history_epochs(model_dir) == [0]  # the old rows are gone ...
+    assert not (model_dir / "old-file.txt").exists()  # ... with everything else of the old run
+    assert (model_dir / BEST).is_file() and (model_dir / LAST).is_file()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="train_lib._finished_run compares the settings only when train_summary.json exists: an unfinished "
+    "(killed) run's folder is resumed under other flags, BackupAndRestore restoring the old run's weights, "
+    "optimizer state and learning rate, and train_config.json is overwritten with the new flags",
+)
+def test_unfinished_run_with_other_settings_is_not_resumed(tiny_cube, exported_root, tmp_path, monkeypatch):
+    cfg = make_config(tiny_cube, tmp_path, records=exported_root / "records")
+    model_dir = Path(cfg.model_dir)
+    model_dir.mkdir()
+    (model_dir / "train_config.json").write_text(json.dumps(dataclasses.asdict(dataclasses.replace(cfg, epochs=9))))
+
+    class Trained(Exception):
+        pass
+
+    def make_strategy(cluster):
+        raise Trained("train() went on to train")  # stops the run before any costly work
+
+    monkeypatch.setattr(train_lib, "make_strategy", make_strategy)
+    with pytest.raises(ValueError, match="--overwrite"):
+        train_lib.train(cfg)
+
+
+# --- 3. AdamL2 is torch.optim.Adam(weight_decay=...); 'decoupled' is torch.optim.AdamW --------
+
+BETA_1, BETA_2, TORCH_EPSILON = 0.9, 0.999, 1e-8
+
+
+def torch_reference(w, gradients, lr, weight_decay=0.0, decoupled=False):
+    """float64 torch.optim.Adam(lr, betas=(0.9, 0.999), eps=1e-8, weight_decay) (g += wd w) or, with
+    ``decoupled``, torch.optim.AdamW (w -= lr wd w); eps is added to sqrt(v_hat)."""
     w = np.array(w, np.float64)
     m, v = np.zeros_like(w), np.zeros_like(w)
     for t, g in enumerate(gradients, start=1):
-        g = np.asarray(g, np.float64) + l2 * w
-        w = w - lr * decoupled * w
-        m += (g - m) * (1 - BETA_1)
-        v += (g * g - v) * (1 - BETA_2)
-        alpha = lr * math.sqrt(1 - BETA_2**t) / (1 - BETA_1**t)
-        w = w - alpha * m / (np.sqrt(v) + EPSILON)
+        g = np.asarray(g, np.float64) + (0.0 if decoupled else weight_decay) * w
+        if decoupled:
+            w = w * (1 - lr * weight_decay)
+        m = BETA_1 * m + (1 - BETA_1) * g
+        v = BETA_2 * v + (1 - BETA_2) * g * g
+        m_hat, v_hat = m / (1 - BETA_1**t), v / (1 - BETA_2**t)
+        w = w - lr * m_hat / (np.sqrt(v_hat) + TORCH_EPSILON)
     return w
 
 
 W0 = [1.0, -2.0, 0.5, 3.0]
-GRADIENTS = [[0.1, 0.2, -0.3, 0.0], [-0.05, 0.4, 0.1, 1e-3]]
+GRADIENTS = [[0.1, 0.2, -0.3, 0.0], [-0.05, 0.4, 0.1, 1e-3], [0.02, -0.1, 0.3, -0.2]]
+# where eps matters: Keras' default (1e-7 on the uncorrected sqrt(v)) makes these steps several times
+# smaller than torch's, and 1e-9 is a tenth of torch's eps
+SMALL_GRADIENTS = [[1e-6, -2e-6, 5e-7, 1e-9], [2e-6, 1e-9, -5e-7, 3e-9], [-1e-6, 1e-6, 1e-8, 1e-9]]
 
 
-def _steps(optimizer, gradients=GRADIENTS, w0=W0):
+def _steps(optimizer, gradients, w0=W0):
     w = tf.Variable(w0, dtype=tf.float32)
     for g in gradients:
         optimizer.apply_gradients([(tf.constant(g, tf.float32), w)])
     return w.numpy()
 
 
+def assert_matches_torch(optimizer, gradients, lr, weight_decay=0.0, decoupled=False):
+    """The float32 parameters to 1e-6 relative, and the updates themselves to float32's resolution."""
+    w = _steps(optimizer, gradients)
+    expected = torch_reference(W0, gradients, lr, weight_decay, decoupled)
+    np.testing.assert_allclose(w, expected, rtol=1e-6)
+    np.testing.assert_allclose(w - np.float32(W0), expected - np.array(W0), rtol=1e-3)
+
+
 def _train_config(**overrides) -> TrainConfig:
     return TrainConfig(export=tiny_export_config("unused", "unused"), **overrides)
 
 
-def test_adam_l2_adds_weight_decay_to_the_gradient_like_torch_adam():
+@pytest.mark.parametrize("gradients", [GRADIENTS, SMALL_GRADIENTS], ids=["gradients", "small-gradients"])
+def test_adam_l2_is_torch_adam_with_weight_decay(gradients):
     optimizer = train_lib.make_optimizer(_train_config(learning_rate=0.01, weight_decay=0.1))
     assert isinstance(optimizer, tf.keras.optimizers.Adam) and type(optimizer).__name__ == "AdamL2"
     assert optimizer.l2 == 0.1 and optimizer.weight_decay is None  # coupled, not Keras' decoupled decay
-    assert (optimizer.beta_1, optimizer.beta_2, optimizer.epsilon) == (BETA_1, BETA_2, EPSILON)
-    assert not optimizer.amsgrad
-    one = _steps(optimizer, GRADIENTS[:1])
-    np.testing.assert_allclose(one, keras_adam_reference(W0, GRADIENTS[:1], 0.01, l2=0.1), rtol=1e-6)
-    two = _steps(train_lib.AdamL2(learning_rate=0.01, l2=0.1))
-    np.testing.assert_allclose(two, keras_adam_reference(W0, GRADIENTS, 0.01, l2=0.1), rtol=1e-6)
-    # the decay really enters the moments: plain Adam on g alone lands elsewhere (w[3] has g = 0 at step 1)
-    plain = keras_adam_reference(W0, GRADIENTS, 0.01)
-    assert np.abs(two - plain).max() > 1e-3
-    assert _steps(train_lib.AdamL2(learning_rate=0.01, l2=0.0)) == pytest.approx(plain, rel=1e-6)
+    assert (optimizer.beta_1, optimizer.beta_2) == (BETA_1, BETA_2) and not optimizer.amsgrad
+    assert_matches_torch(optimizer, gradients, 0.01, weight_decay=0.1)
+    without_decay = train_lib.make_optimizer(_train_config(learning_rate=0.01, weight_decay=0.0))
+    assert_matches_torch(without_decay, gradients, 0.01)
+
+
+def test_adam_l2_differs_from_plain_adam_adamw_and_keras_epsilon():
+    coupled = _steps(train_lib.make_optimizer(_train_config(learning_rate=0.01, weight_decay=0.1)), GRADIENTS)
+    # the decay enters the moments: plain Adam on g alone lands elsewhere (w[3] has g = 0 at step 1), so does AdamW
+    assert np.abs(coupled - torch_reference(W0, GRADIENTS, 0.01)).max() > 1e-3
+    assert np.abs(coupled - torch_reference(W0, GRADIENTS, 0.01, 0.1, decoupled=True)).max() > 1e-3
+    # and the small-gradient reference is sharp enough to see the epsilon: Keras' default Adam is far off
+    ours = _steps(train_lib.make_optimizer(_train_config(learning_rate=0.01, weight_decay=0.0)), SMALL_GRADIENTS)
+    keras_default = _steps(tf.keras.optimizers.Adam(learning_rate=0.01), SMALL_GRADIENTS)
+    assert np.abs((keras_default - W0) / (ours - W0) - 1).max() > 0.5
 
 
 def test_adam_l2_survives_serialisation():
@@ -288,43 +445,40 @@ def test_adam_l2_survives_serialisation():
     assert again.l2 == 1e-4 and float(again.learning_rate) == pytest.approx(0.01)
 
 
-def test_decoupled_mode_is_adamw_and_differs_from_l2():
-    cfg = _train_config(learning_rate=0.01, weight_decay=0.1, weight_decay_mode="decoupled")
-    optimizer = train_lib.make_optimizer(cfg)
-    assert isinstance(optimizer, tf.keras.optimizers.AdamW)
-    decoupled = _steps(optimizer)
-    np.testing.assert_allclose(decoupled, keras_adam_reference(W0, GRADIENTS, 0.01, decoupled=0.1), rtol=1e-6)
-    coupled = _steps(train_lib.make_optimizer(dataclasses.replace(cfg, weight_decay_mode="l2")))
-    assert np.abs(decoupled - coupled).max() > 1e-3
+@pytest.mark.xfail(
+    strict=True,
+    reason="AdamL2.get_config (train_lib.py, _adam_l2_class) adds only 'l2', and tf-keras Adam.get_config omits "
+    "'adaptive_epsilon': an optimizer rebuilt with custom_objects() from its config uses Keras' epsilon_hat, not "
+    "torch's; fix: return {**super().get_config(), 'l2': self.l2, 'adaptive_epsilon': self.adaptive_epsilon}",
+)
+def test_adam_l2_from_config_keeps_torch_epsilon():
+    optimizer = train_lib.make_optimizer(_train_config(learning_rate=0.01, weight_decay=0.0))
+    again = train_lib.custom_objects()["AdamL2"].from_config(optimizer.get_config())
+    assert_matches_torch(again, SMALL_GRADIENTS, 0.01)
+
+
+def test_unknown_weight_decay_mode_raises():
     with pytest.raises(ValueError, match="weight_decay_mode"):
-        train_lib.make_optimizer(dataclasses.replace(cfg, weight_decay_mode="adamw"))
-
-
-def torch_adam_reference(w, gradients, lr, weight_decay):
-    """torch.optim.Adam(lr, betas=(0.9, 0.999), eps=1e-8, weight_decay): eps is added to sqrt(v_hat)."""
-    w = np.array(w, np.float64)
-    m, v = np.zeros_like(w), np.zeros_like(w)
-    for t, g in enumerate(gradients, start=1):
-        g = np.asarray(g, np.float64) + weight_decay * w
-        m = BETA_1 * m + (1 - BETA_1) * g
-        v = BETA_2 * v + (1 - BETA_2) * g * g
-        denom = np.sqrt(v) / math.sqrt(1 - BETA_2**t) + 1e-8
-        w = w - lr / (1 - BETA_1**t) * m / denom
-    return w
+        train_lib.make_optimizer(_train_config(weight_decay_mode="adamw"))
 
 
 @pytest.mark.xfail(
     strict=True,
-    reason="make_optimizer's AdamL2 keeps Keras' epsilon (1e-7 on sqrt(v), not torch's 1e-8 on sqrt(v_hat)): "
-    "with small gradients its steps are several times smaller than torch.optim.Adam's",
+    raises=TypeError,
+    reason="make_optimizer passes adaptive_epsilon=True to tf.keras.optimizers.AdamW, which has no such argument "
+    "(tf-keras 2.21 AdamW always adds epsilon to the uncorrected sqrt(v)): --weight_decay_mode=decoupled raises "
+    "TypeError. Fix: tf.keras.optimizers.Adam(learning_rate, weight_decay=wd, epsilon=1e-8, adaptive_epsilon=True), "
+    "whose base-class weight decay is AdamW's w -= lr*wd*w before the step",
 )
-def test_adam_l2_matches_torch_adam_for_small_gradients():
-    small = [[1e-6, -2e-6, 5e-7, 1e-5]]
-    optimizer = train_lib.make_optimizer(_train_config(learning_rate=0.01, weight_decay=0.0))
-    np.testing.assert_allclose(_steps(optimizer, small), torch_adam_reference(W0, small, 0.01, 0.0), rtol=1e-4)
+@pytest.mark.parametrize("gradients", [GRADIENTS, SMALL_GRADIENTS], ids=["gradients", "small-gradients"])
+def test_decoupled_mode_is_torch_adamw(gradients):
+    cfg = _train_config(learning_rate=0.01, weight_decay=0.1, weight_decay_mode="decoupled")
+    optimizer = train_lib.make_optimizer(cfg)
+    assert optimizer.weight_decay == pytest.approx(0.1) and not getattr(optimizer, "l2", 0.0)
+    assert_matches_torch(optimizer, gradients, 0.01, weight_decay=0.1, decoupled=True)
 
 
-# --- 3. the plateau schedule is torch's ReduceLROnPlateau -------------------------------------
+# --- 4. the plateau schedule is torch's ReduceLROnPlateau -------------------------------------
 
 # mode='min', threshold_mode='rel', threshold=1e-4, patience=2, factor=0.5: an epoch improves
 # when loss < best * (1 - 1e-4); after more than 2 bad epochs in a row the rate halves.
@@ -350,8 +504,8 @@ def _fake_model(lr: float):
     return types.SimpleNamespace(optimizer=types.SimpleNamespace(learning_rate=tf.Variable(lr, dtype=tf.float32)))
 
 
-def _plateau(model, state_path, patience=2, factor=0.5):
-    callback = train_lib.torch_plateau(factor, patience, 1e-4, state_path)
+def _plateau(model, state_path, patience=2, factor=0.5, write=True):
+    callback = train_lib.torch_plateau(factor, patience, 1e-4, state_path, write=write)
     callback.set_model(model)
     callback.on_train_begin()
     return callback
@@ -390,6 +544,20 @@ def test_plateau_state_is_saved_and_resumed(tmp_path):
         restarted.on_epoch_end(epoch, {"loss": loss})
         rates.append(float(fresh.optimizer.learning_rate.numpy()))
     assert rates == [0.5, 0.5, 0.5, 0.25] != PLATEAU_RATES[9:]
+    # a finished run deletes its state, so the next run in this folder starts afresh
+    resumed.on_train_end()
+    assert not state.exists()
+
+
+def test_plateau_of_a_non_chief_reads_but_never_writes_the_state(tmp_path):
+    state = tmp_path / "plateau.json"
+    state.write_text(json.dumps({"best": 0.5, "bad_epochs": 2}))
+    model = _fake_model(1.0)
+    callback = _plateau(model, state, write=False)
+    callback.on_epoch_end(0, {"loss": 0.5})  # bad 3 > 2: reduces, as the chief does
+    assert float(model.optimizer.learning_rate.numpy()) == 0.5
+    callback.on_train_end()
+    assert json.loads(state.read_text()) == {"best": 0.5, "bad_epochs": 2}  # the chief's file, untouched
 
 
 def test_plateau_ignores_reductions_below_torch_eps():
@@ -401,7 +569,42 @@ def test_plateau_ignores_reductions_below_torch_eps():
     assert callback.bad_epochs == 0
 
 
-# --- 4. the cluster comes from TF_CONFIG or Vertex AI's CLUSTER_SPEC --------------------------
+# --- 5. history.csv: one row per finished epoch, redone epochs replace theirs ------------------
+
+
+def _rows(path) -> list[tuple[int, float]]:
+    with open(path) as handle:
+        return [(int(row["epoch"]), float(row["loss"])) for row in csv.DictReader(handle)]
+
+
+def test_history_writer_appends_a_row_per_epoch_and_replaces_redone_epochs(tmp_path):
+    path = tmp_path / "history.csv"
+    first = train_lib.history_writer(path)
+    for epoch, loss in enumerate([0.9, 0.8, 0.7]):
+        first.on_epoch_begin(epoch)
+        first.on_epoch_end(epoch, {"loss": loss, "val_loss": loss + 1})
+    assert _rows(path) == [(0, 0.9), (1, 0.8), (2, 0.7)]
+    assert read_history(tmp_path)[0] == {"epoch": "0", "loss": "0.9", "val_loss": "1.9"}
+    # killed after epoch 2's row but before its backup: the resumed run starts again at epoch 2
+    resumed = train_lib.history_writer(path)
+    resumed.on_epoch_begin(2)
+    assert _rows(path) == [(0, 0.9), (1, 0.8)]
+    inode = path.stat().st_ino
+    resumed.on_epoch_end(2, {"loss": 0.6, "val_loss": 1.6})
+    assert path.stat().st_ino != inode  # replaced in one rename, never rewritten in place
+    resumed.on_epoch_begin(3)  # only the first epoch of a run trims
+    resumed.on_epoch_end(3, {"loss": 0.5, "val_loss": 1.5})
+    assert _rows(path) == [(0, 0.9), (1, 0.8), (2, 0.6), (3, 0.5)]
+    assert [p.name for p in tmp_path.iterdir()] == ["history.csv"]  # no partial file left behind
+    # a run that starts at epoch 0 (no backup) keeps nothing of an earlier, unfinished run
+    restarted = train_lib.history_writer(path)
+    restarted.on_epoch_begin(0)
+    assert _rows(path) == []
+    restarted.on_epoch_end(0, {"loss": 0.4, "val_loss": 1.4})
+    assert _rows(path) == [(0, 0.4)]
+
+
+# --- 6. the cluster comes from TF_CONFIG or Vertex AI's CLUSTER_SPEC --------------------------
 
 VERTEX_SPEC = {
     "cluster": {"workerpool0": ["host0:2222"], "workerpool1": ["host1:2222", "host2:2222"]},
@@ -459,87 +662,19 @@ def test_multi_worker_run_without_records_asks_for_the_export_first(tiny_cube, t
     assert not (tmp_path / "records" / cfg.export.config / data.MANIFEST_NAME).exists()
 
 
-# --- 5. MirroredStrategy over two logical CPUs ----------------------------------------------
-
-
-EVEN_SPLIT = (0.5, 0.5, 0.0)  # 4 train and 4 val chips: every replica gets 2 of each batch of 4
-
-
-def test_mirrored_strategy_over_two_logical_cpus(tiny_cube, tmp_path):
-    args = {
-        "config": config_args(tiny_cube, tmp_path, batch_size=4, epochs=1, split_fractions=EVEN_SPLIT),
-        "logical_cpus": 2,
-    }
-    code, output = run_runner(args, tmp_path / "mirrored.log")
-    assert code == 0, output[-4000:]
-    assert "2 replica(s) over 1 worker(s), global batch 4" in output, output[-4000:]
-    assert logged_epochs(output) == [1]
-    model_dir = tmp_path / "model"
-    assert (model_dir / "best.keras").is_file() and (model_dir / "last.keras").is_file()
-    assert [int(row["epoch"]) for row in read_history(model_dir)] == [0]
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="the default tiny split has 1 val chip: tf.distribute gives replica 1 an empty batch, and TF 2.21's oneDNN "
-    "Conv2D on CPU returns an empty input unchanged (0,38,38,8) instead of (0,16,16,64), so BatchNorm fails",
+@pytest.mark.parametrize(
+    "index, checkpoint_dir", [(1, ""), (0, ""), (1, "ckpt")], ids=["non-chief", "chief", "checkpoint_dir"]
 )
-def test_mirrored_strategy_with_a_last_batch_smaller_than_the_replicas(tiny_cube, tmp_path):
-    args = {"config": config_args(tiny_cube, tmp_path, batch_size=4, epochs=1), "logical_cpus": 2}
-    code, output = run_runner(args, tmp_path / "mirrored.log")
-    assert code == 0, output[-2000:]
-
-
-# --- 6. two worker processes on localhost ---------------------------------------------------
-
-
-def test_two_worker_processes_on_localhost(tiny_cube, tmp_path):
-    base = make_config(tiny_cube, tmp_path, split_fractions=EVEN_SPLIT)
-    export.export(base.export)  # workers never export: the records must exist first
-    ports = free_ports(2)
-    scratch = [tmp_path / "scratch0", tmp_path / "scratch1"]
-    processes = []
-    try:
-        for index in (0, 1):
-            cluster = {
-                "cluster": {"worker": [f"localhost:{p}" for p in ports]},
-                "task": {"type": "worker", "index": index},
-            }
-            config = config_args(tiny_cube, tmp_path, epochs=1, split_fractions=EVEN_SPLIT, cluster=json.dumps(cluster))
-            args = {"config": config}
-            scratch[index].mkdir()
-            processes.append(start_runner(args, tmp_path / f"worker{index}.log", TMPDIR=str(scratch[index])))
-    finally:
-        outputs = finish_runners(processes)
-    for process, output in zip(processes, outputs, strict=True):
-        assert process.returncode == 0, output[-4000:]
-        assert "2 replica(s) over 2 worker(s), global batch 4" in output, output[-4000:]
-        assert logged_epochs(output) == [1]
-    model_dir = tmp_path / "model"
-    assert (model_dir / "best.keras").is_file() and (model_dir / "last.keras").is_file()
-    assert [int(row["epoch"]) for row in read_history(model_dir)] == [0]
-    assert json.loads((model_dir / "train_summary.json").read_text())["epochs"] == 1
-    assert "SUMMARY" in outputs[1]  # the non-chief finished too ...
-    leftovers = [str(p.relative_to(model_dir)) for p in model_dir.rglob("*") if "workertemp" in p.name]
-    assert leftovers == []  # ... without writing into the chief's folder
-    assert sorted(p.name for p in model_dir.iterdir()) == sorted(
-        ["backup", "best.keras", "history.csv", "last.keras", "logs", "manifest.json", "train_config.json"]
-        + ["train_summary.json"]
+def test_every_worker_uses_the_shared_backup_dir(
+    tiny_cube, exported_root, tmp_path, monkeypatch, index, checkpoint_dir
+):
+    """Keras restores every worker from the one backup folder: a non-chief's is not in its scratch folder."""
+    cluster = json.dumps({**TWO_WORKERS, "task": {"type": "worker", "index": index}})
+    checkpoint_dir = str(tmp_path / checkpoint_dir) if checkpoint_dir else ""
+    cfg = make_config(
+        tiny_cube, tmp_path, records=exported_root / "records", cluster=cluster, checkpoint_dir=checkpoint_dir
     )
-    assert [p.name for p in scratch[1].iterdir() if p.name.startswith("worker-")] == []  # its scratch copy is gone
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="a non-chief worker's BackupAndRestore dir is inside its private mkdtemp folder, not the shared "
-    "<model_dir>/backup Keras restores every worker from, so after a restart it starts again at epoch 0",
-)
-def test_non_chief_uses_the_shared_backup_dir(tiny_cube, exported_root, tmp_path, monkeypatch):
-    cluster = json.dumps(
-        {"cluster": {"worker": ["localhost:1", "localhost:2"]}, "task": {"type": "worker", "index": 1}}
-    )
-    cfg = dataclasses.replace(make_config(tiny_cube, exported_root, cluster=cluster), model_dir=str(tmp_path / "model"))
-    seen = []
+    seen, plateau_states = [], []
 
     class Stop(Exception):
         pass
@@ -548,81 +683,24 @@ def test_non_chief_uses_the_shared_backup_dir(tiny_cube, exported_root, tmp_path
         seen.append(backup_dir)
         raise Stop
 
+    torch_plateau = train_lib.torch_plateau
+
+    def plateau(factor, patience, threshold, state_path, write=True):
+        plateau_states.append((str(state_path), write))
+        return torch_plateau(factor, patience, threshold, state_path, write)
+
     monkeypatch.setattr(train_lib, "make_strategy", lambda cluster: tf.distribute.get_strategy())
+    monkeypatch.setattr(train_lib, "torch_plateau", plateau)
     monkeypatch.setattr(tf.keras.callbacks, "BackupAndRestore", backup_and_restore)
     monkeypatch.setattr(tempfile, "mkdtemp", lambda prefix="", **kwargs: str(tmp_path / "scratch"))
     with pytest.raises(Stop):
         train_lib.train(cfg)
-    assert seen == [str(Path(cfg.model_dir) / "backup")]
+    backup = checkpoint_dir or str(Path(cfg.model_dir) / "backup")
+    assert seen == [backup]
+    assert plateau_states == [(str(Path(backup) / "plateau.json"), index == 0)]  # only the chief writes it
 
 
-# --- 7. a killed run resumes --------------------------------------------------------------------
-
-
-def _resume_config(tiny_cube, root, **overrides) -> dict:
-    return config_args(tiny_cube, root, batch_size=2, epochs=4, **overrides)
-
-
-def test_killed_run_resumes_and_finishes_its_epochs(tiny_cube, tmp_path, caplog):
-    # threshold 0.99: only the first epoch improves; patience 2 -> the rate drops after epoch 3 (index 3)
-    # of an unbroken run, which a resumed run reproduces only if it reads the plateau state file.
-    plateau = {"lr_patience": 2, "lr_threshold": 0.99, "lr_factor": 0.1}
-    args = {"config": _resume_config(tiny_cube, tmp_path, **plateau), "kill_epoch": 1, "kill_in": "csv_logger"}
-    code, output = run_runner(args, tmp_path / "killed.log")
-    assert code == -signal.SIGKILL, output[-4000:]
-    assert logged_epochs(output) == [1, 2]
-    model_dir = tmp_path / "model"
-    state_path = model_dir / "backup" / "plateau.json"
-    state = json.loads(state_path.read_text())
-    history = read_history(model_dir)
-    assert [int(row["epoch"]) for row in history] == [0, 1]
-    assert state == {"best": pytest.approx(float(history[0]["loss"])), "bad_epochs": 1}
-    assert not (model_dir / "train_summary.json").exists()
-
-    caplog.set_level("INFO", logger="tf_landslide.train")
-    summary = train_lib.train(make_config(**args["config"]))
-    resumed_epochs = [int(n) for n in re.findall(r"^epoch (\d+)/4", "\n".join(caplog.messages), re.M)]
-    assert resumed_epochs == [3, 4]  # the second run trained epochs 2 and 3 (0-based) only
-    history = read_history(model_dir)
-    assert [int(row["epoch"]) for row in history] == [0, 1, 2, 3]
-    assert summary["epochs"] == 4
-    rates = [float(row["learning_rate"]) for row in history]
-    assert rates == pytest.approx([0.01, 0.01, 0.01, 0.001])  # bad epochs 1, 2 (file), 3 > 2 -> reduce
-    assert summary["final_learning_rate"] == pytest.approx(0.001)
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="BackupAndRestore saves before TorchPlateau reduces the rate in the same on_epoch_end, so a run "
-    "killed after that epoch resumes with the old rate and bad_epochs=0: the reduction is lost",
-)
-def test_reduction_at_the_killed_epoch_survives_the_resume(tiny_cube, tmp_path):
-    # patience 0, threshold 0.99: epoch 0 improves, every later epoch reduces the rate tenfold
-    plateau = {"lr_patience": 0, "lr_threshold": 0.99, "lr_factor": 0.1}
-    config = _resume_config(tiny_cube, tmp_path, **plateau) | {"epochs": 3}
-    code, output = run_runner({"config": config, "kill_epoch": 1, "kill_in": "csv_logger"}, tmp_path / "killed.log")
-    assert code == -signal.SIGKILL, output[-4000:]
-    assert [float(row["learning_rate"]) for row in read_history(tmp_path / "model")] == pytest.approx([1e-2, 1e-3])
-    train_lib.train(make_config(**config))
-    rates = [float(row["learning_rate"]) for row in read_history(tmp_path / "model")]
-    assert rates == pytest.approx([1e-2, 1e-3, 1e-4])  # what an unbroken run logs
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="a process killed after BackupAndRestore saved epoch N but before CSVLogger (the last callback) "
-    "wrote its row resumes at N+1: history.csv never gets a row for epoch N",
-)
-def test_kill_between_backup_and_csv_row_keeps_every_epoch_in_the_history(tiny_cube, tmp_path):
-    config = _resume_config(tiny_cube, tmp_path) | {"epochs": 2}
-    code, output = run_runner({"config": config, "kill_epoch": 0, "kill_in": "epoch_line"}, tmp_path / "killed.log")
-    assert code == -signal.SIGKILL, output[-4000:]
-    assert logged_epochs(output) == [1]  # epoch 0 finished and was backed up ...
-    train_lib.train(make_config(**config))
-    assert [int(row["epoch"]) for row in read_history(tmp_path / "model")] == [0, 1]  # ... but has no row
-
-
-# --- 8. flags that disagree with the records ------------------------------------------------
+# --- 7. export settings that disagree with the records ----------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -664,22 +742,336 @@ def test_manifest_of_another_configuration_raises(tiny_cube, exported_root):
     assert "--config=vv_vh_dem_t2" in str(error.value) and "'mine'" in str(error.value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ensure_records checks only the name, channels and chip size: records exported with another stride or "
-    "number of timesteps are silently trained on (the export's fingerprint is never compared)",
-)
+MINE = {"config": "mine", "channels": ("vv_before", "vv_after")}
+
+
 @pytest.mark.parametrize(
     "change, expected",
     [
-        ({"stride": 16}, ("16", "32")),
-        ({"config": "mine", "channels": ("vv_before", "vv_after"), "timesteps": 2}, ("2", "1")),
+        ({"stride": 16}, ["stride: flags 16, records 32"]),
+        ({**MINE, "timesteps": 2}, ["config: flags", "'timesteps': 2", "'timesteps': 1"]),
+        ({"negative_ratio": 0.5}, ["negative_ratio: flags 0.5, records 0.0"]),
+        ({"max_nodata_fraction": 0.1}, ["max_nodata_fraction: flags 0.1, records 0.5"]),
+        ({"split": SplitSpec(fractions=(0.5, 0.5, 0.0))}, ["split: flags", "[0.5, 0.5, 0.0]", "[0.7, 0.2, 0.1]"]),
+        ({"stats_from": "scene"}, ["stats_from: flags 'scene', records 'train'"]),
+        ({"record_dtype": "float32"}, ["record_dtype: flags 'float32', records 'float16'"]),
+        ({"acquisition_rule": "authors"}, ["acquisition_rule: flags 'authors', records 'paper'"]),
+        (
+            {"stride": 16, "stats_from": "scene"},
+            ["stride: flags 16, records 32", "stats_from: flags 'scene', records 'train'"],
+        ),
     ],
-    ids=["stride", "timesteps"],
+    ids=lambda value: "-".join(value) if isinstance(value, dict) else None,
 )
-def test_other_export_settings_raise(tiny_cube, exported_root, monkeypatch, change, expected):
-    cfg = make_config(tiny_cube, exported_root)
-    cfg = dataclasses.replace(cfg, export=dataclasses.replace(cfg.export, **change))
+def test_other_export_settings_raise(tiny_cube, exported_root, tmp_path, change, expected):
+    cfg = make_config(tiny_cube, exported_root, model_dir=str(tmp_path / "model"))
+    change = dict(change)
+    cube = dataclasses.replace(cfg.export.cube, acquisition_rule=change.pop("acquisition_rule", "paper"))
+    cfg = dataclasses.replace(cfg, export=dataclasses.replace(cfg.export, cube=cube, **change))
     with pytest.raises(data.DataError) as error:
-        train_lib.ensure_records(cfg)
-    assert all(value in str(error.value) for value in expected)
+        train_lib.train(cfg)
+    message = str(error.value)
+    assert all(part in message for part in expected), message
+    assert "--overwrite" in message
+    assert not (tmp_path / "model").exists()
+
+
+def test_export_settings_that_do_not_change_the_records_are_not_compared(tiny_cube, exported_root):
+    cfg = make_config(tiny_cube, exported_root)
+    how = {"workers": 3, "progress": True, "shard_mb": 1.0, "band_rows": 32, "overwrite": True}
+    manifest, folder = train_lib.ensure_records(dataclasses.replace(cfg, export=dataclasses.replace(cfg.export, **how)))
+    assert manifest["config"]["name"] == "vv_vh_dem_t2" and folder == exported_root / "records" / "vv_vh_dem_t2"
+    mine = dataclasses.replace(cfg.export, timesteps=1, **MINE)
+    manifest, _ = train_lib.ensure_records(dataclasses.replace(cfg, export=mine))
+    assert manifest["channels"] == ["vv_before", "vv_after"]
+
+
+# --- 8. several replicas: full batches, zero-weight padding for validation ---------------------
+
+
+def test_multi_replica_batches_are_full_and_validation_padding_weighs_nothing(tiny_cube, exported_root):
+    manifest, folder = data.load_manifest(exported_root / "records", "vv_vh_dem_t2")
+    assert {s: manifest["splits"][s]["chips"] for s in ("train", "val", "test")} == {"train": 6, "val": 1, "test": 2}
+    batch4 = InputConfig(batch_size=4)
+    # training drops the partial batch: no replica is handed an empty slice
+    train = list(data.make_dataset(manifest, folder, "train", batch4, True, 1, 2))
+    assert [len(images) for images, _ in train] == [4]
+    assert [len(images) for images, _ in data.make_dataset(manifest, folder, "train", batch4, True, 1, 1)] == [4, 2]
+    # evaluation keeps every chip once with weight 1 and pads with repeated chips of weight 0
+    plain = [batch for batch in data.make_dataset(manifest, folder, "train", batch4, False, 1, 1)]
+    padded = [batch for batch in data.make_dataset(manifest, folder, "train", batch4, False, 1, 2)]
+    assert [len(batch) for batch in padded] == [3, 3]
+    images = np.concatenate([b[0] for b in padded])
+    labels = np.concatenate([b[1] for b in padded])
+    weights = np.concatenate([b[2] for b in padded])
+    assert weights.shape == (8, 32, 32)
+    assert np.array_equal(weights[:, 0, 0], [1, 1, 1, 1, 1, 1, 0, 0]) and np.all(weights == weights[:, :1, :1])
+    plain_images = np.concatenate([b[0] for b in plain])
+    np.testing.assert_array_equal(images[:6], plain_images)
+    np.testing.assert_array_equal(images[6:], plain_images[:2])
+    np.testing.assert_array_equal(labels[:6], np.concatenate([b[1] for b in plain]))
+    # a val split of 1 chip still makes one full batch for 2 replicas
+    (val,) = list(data.make_dataset(manifest, folder, "val", batch4, False, 1, 2))
+    assert val[0].shape == (4, 32, 32, 8) and np.array_equal(val[2][:, 0, 0], [1, 0, 0, 0])
+
+
+def test_multi_replica_splits_too_small_for_a_batch_raise(tiny_cube, exported_root):
+    manifest, folder = data.load_manifest(exported_root / "records", "vv_vh_dem_t2")
+    with pytest.raises(data.DataError, match="holds 6 chips, fewer than --batch_size=8"):
+        data.make_dataset(manifest, folder, "train", InputConfig(batch_size=8), True, 1, 2)
+    with pytest.raises(data.DataError, match="smaller than the 4 replicas"):
+        data.make_dataset(manifest, folder, "val", InputConfig(batch_size=2), False, 1, 4)
+    data.make_dataset(manifest, folder, "train", InputConfig(batch_size=8), True, 1, 1)  # one replica: fine
+
+
+# --- 9. MirroredStrategy over two logical CPUs ----------------------------------------------
+
+
+def _tagged_json(output: str, tag: str) -> dict:
+    (line,) = [line for line in output.splitlines() if line.startswith(tag + " ")]
+    return json.loads(line[len(tag) + 1 :])
+
+
+@pytest.fixture(scope="module")
+def mirrored(tiny_cube, exported_root, tmp_path_factory):
+    """One epoch over 2 replicas with the default split: 6 train chips (one batch of 4), 1 val chip."""
+    root = tmp_path_factory.mktemp("mirrored")
+    config = config_args(tiny_cube, root, records=str(exported_root / "records"), batch_size=4, epochs=1)
+    code, output = run_runner({"config": config, "logical_cpus": 2, "evaluate": True}, root / "mirrored.log")
+    return root / "model", code, output
+
+
+def test_mirrored_strategy_with_fewer_val_chips_than_replicas(mirrored):
+    model_dir, code, output = mirrored
+    assert code == 0, output[-4000:]  # the 1 val chip no longer leaves replica 1 an empty batch
+    assert "2 replica(s) over 1 worker(s), global batch 4" in output, output[-4000:]
+    assert logged_epochs(output) == [1]
+    assert (model_dir / BEST).is_file() and (model_dir / LAST).is_file()
+    (row,) = read_history(model_dir)
+    assert int(row["epoch"]) == 0 and all(math.isfinite(float(row[k])) for k in ("loss", "val_loss", "val_pr_auc"))
+    assert _tagged_json(output, "SUMMARY")["epochs"] == 1
+
+
+def test_mirrored_pr_auc_ignores_the_validation_padding(mirrored):
+    """The model train() compiled, on 6 chips padded to 8 (chips 0 and 1 twice): weighted, the same PR-AUC.
+
+    (Unweighted, chips 0 and 1 would count twice: 0.148 instead of 0.143 for one such run.)"""
+    _, code, output = mirrored
+    assert code == 0, output[-4000:]
+    scores = _tagged_json(output, "EVAL")["synced"]
+    assert scores["padded"]["pr_auc"] == pytest.approx(scores["unpadded"]["pr_auc"], abs=1e-6)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BinaryCrossentropy's SUM_OVER_BATCH_SIZE divides the weighted sum by every pixel, zero-weight padding "
+    "included, and Keras averages batches by their size: with several replicas val_loss (history.csv, "
+    "TensorBoard, the log line) is scaled by real/padded chips (1/4 for the tiny default split). Fix "
+    "(train_lib.train): report a weighted metric, weighted_metrics=[..., tf.keras.metrics.BinaryCrossentropy("
+    "name='bce')], as the validation loss, or use a loss whose reduction divides by the sum of the weights",
+)
+def test_mirrored_validation_loss_ignores_the_padding(mirrored):
+    _, code, output = mirrored
+    assert code == 0, output[-4000:]
+    scores = _tagged_json(output, "EVAL")["synced"]
+    assert scores["padded"]["loss"] == pytest.approx(scores["unpadded"]["loss"], rel=1e-5)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="Keras BatchNormalization's moving statistics are SyncOnRead (MEAN) variables: under MirroredStrategy "
+    "each replica keeps the statistics of its own half of every batch and validates with them, while the saved "
+    "weights hold their mean, so val_loss/val_pr_auc (and the choice of best.weights.h5) describe models that are "
+    "never saved. Fix: SyncBatchNormalization when replicas > 1, or re-assign the mean statistics to every "
+    "replica (model.set_weights(model.get_weights())) before each validation",
+)
+def test_mirrored_validation_uses_the_saved_batchnorm_statistics(mirrored):
+    _, code, output = mirrored
+    assert code == 0, output[-4000:]
+    scores = _tagged_json(output, "EVAL")
+    assert scores["as_trained"]["unpadded"]["loss"] == pytest.approx(scores["synced"]["unpadded"]["loss"], rel=1e-5)
+
+
+# --- 10. two worker processes on localhost --------------------------------------------------
+
+
+def test_two_worker_processes_on_localhost(tiny_cube, tmp_path):
+    base = make_config(tiny_cube, tmp_path)
+    export.export(base.export)  # workers never export: the records must exist first
+    ports = free_ports(2)
+    scratch = [tmp_path / "scratch0", tmp_path / "scratch1"]
+    processes = []
+    try:
+        for index in (0, 1):
+            cluster = {
+                "cluster": {"worker": [f"localhost:{p}" for p in ports]},
+                "task": {"type": "worker", "index": index},
+            }
+            args = {"config": config_args(tiny_cube, tmp_path, epochs=1, cluster=json.dumps(cluster))}
+            scratch[index].mkdir()
+            processes.append(start_runner(args, tmp_path / f"worker{index}.log", TMPDIR=str(scratch[index])))
+    finally:
+        outputs = finish_runners(processes)
+    for process, output in zip(processes, outputs, strict=True):
+        assert process.returncode == 0, output[-4000:]
+        assert "2 replica(s) over 2 worker(s), global batch 4" in output, output[-4000:]
+        assert logged_epochs(output) == [1]
+    model_dir = tmp_path / "model"
+    assert (model_dir / BEST).is_file() and (model_dir / LAST).is_file()
+    assert history_epochs(model_dir) == [0]
+    assert json.loads((model_dir / "train_summary.json").read_text())["epochs"] == 1
+    assert "SUMMARY" in outputs[1]  # the non-chief finished too ...
+    leftovers = [str(p.relative_to(model_dir)) for p in model_dir.rglob("*") if "workertemp" in p.name]
+    assert leftovers == []  # ... without writing into the chief's folder
+    assert sorted(p.name for p in model_dir.iterdir()) == sorted(
+        ["backup", BEST, "history.csv", LAST, "logs", "manifest.json", "train_config.json", "train_summary.json"]
+    )
+    assert not (model_dir / "backup" / "plateau.json").exists()
+    assert [p.name for p in scratch[1].iterdir() if p.name.startswith("worker-")] == []  # its scratch copy is gone
+
+
+# --- 11. a killed run resumes -------------------------------------------------------------------
+
+
+class _Lines(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.lines = []
+
+    def emit(self, record):
+        self.lines.append(record.getMessage())
+
+
+def _kill_and_resume(tiny_cube, exported_root, root: Path, kill_in: str, **config) -> types.SimpleNamespace:
+    """Run ``config`` in a subprocess killed after ``kill_in``'s on_epoch_end of epoch 1 (0-based), then
+    resume it in this process. Records the model folder after the kill and after the resume, and the
+    best value ModelCheckpoint starts the resumed run with."""
+    config = config_args(tiny_cube, root, records=str(exported_root / "records"), batch_size=2, **config)
+    code, output = run_runner({"config": config, "kill_epoch": 1, "kill_in": kill_in}, root / "killed.log")
+    model_dir = root / "model"
+    state_path = model_dir / "backup" / "plateau.json"
+    killed = types.SimpleNamespace(
+        code=code,
+        output=output,
+        history=read_history(model_dir) if (model_dir / "history.csv").exists() else [],
+        state=json.loads(state_path.read_text()) if state_path.exists() else None,
+        summary_exists=(model_dir / "train_summary.json").exists(),
+    )
+    handler, logger = _Lines(), logging.getLogger("tf_landslide.train")
+    level, checkpoint_best = logger.level, []
+    model_checkpoint = tf.keras.callbacks.ModelCheckpoint
+
+    def checkpoint(*args, **kwargs):
+        callback = model_checkpoint(*args, **kwargs)
+        begin = callback.on_epoch_begin
+
+        def on_epoch_begin(epoch, logs=None):
+            checkpoint_best.append(callback.best)
+            return begin(epoch, logs)
+
+        callback.on_epoch_begin = on_epoch_begin
+        return callback
+
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(tf.keras.callbacks, "ModelCheckpoint", checkpoint)
+            summary = train_lib.train(make_config(**config))
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    return types.SimpleNamespace(
+        killed=killed,
+        model_dir=model_dir,
+        resumed_epochs=[int(n) for n in re.findall(r"^epoch (\d+)/", "\n".join(handler.lines), re.M)],
+        checkpoint_best=checkpoint_best,
+        summary=summary,
+        history=read_history(model_dir),
+        state_exists=state_path.exists(),
+    )
+
+
+@pytest.fixture(scope="module")
+def killed_after_backup(tiny_cube, exported_root, tmp_path_factory):
+    """4 epochs at batch 2, killed after the last callback of epoch 1: everything of that epoch is saved.
+
+    Plateau patience 0, threshold 0.99: epoch 0 improves, every later epoch reduces the rate tenfold
+    at its end (an unbroken run logs rates 1e-2, 1e-2, 1e-3, 1e-4)."""
+    plateau = {"lr_patience": 0, "lr_threshold": 0.99, "lr_factor": 0.1}
+    root = tmp_path_factory.mktemp("killed_after_backup")
+    return _kill_and_resume(tiny_cube, exported_root, root, "TensorBoard", epochs=4, **plateau)
+
+
+def test_killed_run_resumes_and_finishes_its_epochs(killed_after_backup):
+    run = killed_after_backup
+    assert run.killed.code == -signal.SIGKILL, run.killed.output[-4000:]
+    assert logged_epochs(run.killed.output) == [1, 2]
+    assert [int(row["epoch"]) for row in run.killed.history] == [0, 1]
+    assert not run.killed.summary_exists
+    assert run.resumed_epochs == [3, 4]  # the second run trained epochs 2 and 3 (0-based) only
+    assert [int(row["epoch"]) for row in run.history] == [0, 1, 2, 3]
+    assert run.history[:2] == run.killed.history  # the first run's rows are kept as they were
+    assert run.summary["epochs"] == 4
+    assert json.loads((run.model_dir / "train_summary.json").read_text()) == run.summary
+
+
+def test_plateau_state_and_the_reduced_rate_survive_the_resume(killed_after_backup):
+    run = killed_after_backup
+    # epoch 1 reduced the rate at its end (bad 1 > 0, then bad 0) before the backup was written
+    assert run.killed.state == {"best": pytest.approx(float(run.killed.history[0]["loss"])), "bad_epochs": 0}
+    rates = [float(row["learning_rate"]) for row in run.history]
+    # without the lowered rate in the backup epoch 2 would run at 1e-2; without the state file epoch 2
+    # would be an improvement over best=inf and the rates would end 1e-3, 1e-3
+    assert rates == pytest.approx([1e-2, 1e-2, 1e-3, 1e-4])
+    assert run.summary["final_learning_rate"] == pytest.approx(1e-4)
+    assert not run.state_exists  # the finished run deleted its plateau state
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="ModelCheckpoint(save_best_only) starts every process at best=-inf: the first resumed epoch always "
+    "overwrites best.weights.h5, even when an epoch before the kill had a higher val_pr_auc, so best.weights.h5 "
+    "and summary['best_epoch'] (from the whole history) can disagree. Fix (train_lib.train): "
+    "initial_value_threshold=max(val_pr_auc of history.csv rows of epochs before the resumed one)",
+)
+def test_resumed_best_checkpoint_remembers_the_epochs_before_the_kill(killed_after_backup):
+    run = killed_after_backup
+    best_before_kill = max(float(row["val_pr_auc"]) for row in run.killed.history)
+    assert run.checkpoint_best[0] == pytest.approx(best_before_kill)
+
+
+@pytest.fixture(scope="module")
+def killed_before_backup(tiny_cube, exported_root, tmp_path_factory):
+    """4 epochs at batch 2, killed after epoch 1's history row and plateau state, before its backup.
+
+    Plateau patience 1, threshold 0.99: an unbroken run reduces the rate at the end of epoch 2 only
+    (bad epochs 1, 2 > 1) and logs rates 1e-2, 1e-2, 1e-2, 1e-3."""
+    plateau = {"lr_patience": 1, "lr_threshold": 0.99, "lr_factor": 0.1}
+    root = tmp_path_factory.mktemp("killed_before_backup")
+    return _kill_and_resume(tiny_cube, exported_root, root, "history_writer", epochs=4, **plateau)
+
+
+def test_kill_between_history_row_and_backup_redoes_the_epoch_and_replaces_its_row(killed_before_backup):
+    run = killed_before_backup
+    assert run.killed.code == -signal.SIGKILL, run.killed.output[-4000:]
+    assert logged_epochs(run.killed.output) == [1, 2]
+    assert [int(row["epoch"]) for row in run.killed.history] == [0, 1]  # epoch 1's row is written ...
+    assert run.resumed_epochs == [2, 3, 4]  # ... but its backup is not: the epoch is trained again
+    assert [int(row["epoch"]) for row in run.history] == [0, 1, 2, 3]  # one row each, none lost or doubled
+    assert run.history[0] == run.killed.history[0]
+    assert run.summary["epochs"] == 4
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="torch_plateau writes plateau.json at every epoch end before BackupAndRestore: killed between the two, "
+    "the redone epoch is counted twice (state of epoch 1 loaded, epoch 1 evaluated again), so the rate drops one "
+    "epoch early (1e-2, 1e-2, 1e-3, 1e-3). Fix: save the state per epoch and on the first on_epoch_begin(e) use "
+    "the state of epoch e-1 (or rebuild it from history.csv's loss column, as history_writer trims its rows)",
+)
+def test_plateau_counts_a_redone_epoch_once(killed_before_backup):
+    run = killed_before_backup
+    assert run.killed.state == {"best": pytest.approx(float(run.killed.history[0]["loss"])), "bad_epochs": 1}
+    rates = [float(row["learning_rate"]) for row in run.history]
+    assert rates == pytest.approx([1e-2, 1e-2, 1e-2, 1e-3])  # what an unbroken run logs
