@@ -345,12 +345,6 @@ def test_overwrite_clears_a_finished_run_and_trains_again(tiny_cube, exported_ro
     assert (model_dir / BEST).is_file() and (model_dir / LAST).is_file()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="train_lib._finished_run compares the settings only when train_summary.json exists: an unfinished "
-    "(killed) run's folder is resumed under other flags, BackupAndRestore restoring the old run's weights, "
-    "optimizer state and learning rate, and train_config.json is overwritten with the new flags",
-)
 def test_unfinished_run_with_other_settings_is_not_resumed(tiny_cube, exported_root, tmp_path, monkeypatch):
     cfg = make_config(tiny_cube, tmp_path, records=exported_root / "records")
     model_dir = Path(cfg.model_dir)
@@ -445,12 +439,6 @@ def test_adam_l2_survives_serialisation():
     assert again.l2 == 1e-4 and float(again.learning_rate) == pytest.approx(0.01)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="AdamL2.get_config (train_lib.py, _adam_l2_class) adds only 'l2', and tf-keras Adam.get_config omits "
-    "'adaptive_epsilon': an optimizer rebuilt with custom_objects() from its config uses Keras' epsilon_hat, not "
-    "torch's; fix: return {**super().get_config(), 'l2': self.l2, 'adaptive_epsilon': self.adaptive_epsilon}",
-)
 def test_adam_l2_from_config_keeps_torch_epsilon():
     optimizer = train_lib.make_optimizer(_train_config(learning_rate=0.01, weight_decay=0.0))
     again = train_lib.custom_objects()["AdamL2"].from_config(optimizer.get_config())
@@ -462,14 +450,6 @@ def test_unknown_weight_decay_mode_raises():
         train_lib.make_optimizer(_train_config(weight_decay_mode="adamw"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason="make_optimizer passes adaptive_epsilon=True to tf.keras.optimizers.AdamW, which has no such argument "
-    "(tf-keras 2.21 AdamW always adds epsilon to the uncorrected sqrt(v)): --weight_decay_mode=decoupled raises "
-    "TypeError. Fix: tf.keras.optimizers.Adam(learning_rate, weight_decay=wd, epsilon=1e-8, adaptive_epsilon=True), "
-    "whose base-class weight decay is AdamW's w -= lr*wd*w before the step",
-)
 @pytest.mark.parametrize("gradients", [GRADIENTS, SMALL_GRADIENTS], ids=["gradients", "small-gradients"])
 def test_decoupled_mode_is_torch_adamw(gradients):
     cfg = _train_config(learning_rate=0.01, weight_decay=0.1, weight_decay_mode="decoupled")
@@ -1028,13 +1008,6 @@ def test_plateau_state_and_the_reduced_rate_survive_the_resume(killed_after_back
     assert not run.state_exists  # the finished run deleted its plateau state
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ModelCheckpoint(save_best_only) starts every process at best=-inf: the first resumed epoch always "
-    "overwrites best.weights.h5, even when an epoch before the kill had a higher val_pr_auc, so best.weights.h5 "
-    "and summary['best_epoch'] (from the whole history) can disagree. Fix (train_lib.train): "
-    "initial_value_threshold=max(val_pr_auc of history.csv rows of epochs before the resumed one)",
-)
 def test_resumed_best_checkpoint_remembers_the_epochs_before_the_kill(killed_after_backup):
     run = killed_after_backup
     best_before_kill = max(float(row["val_pr_auc"]) for row in run.killed.history)

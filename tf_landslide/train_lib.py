@@ -105,9 +105,8 @@ def make_optimizer(cfg: TrainConfig):
     # PyTorch's Adam adds eps = 1e-8 after the bias correction: Keras' adaptive_epsilon.
     torch_epsilon = {"epsilon": 1e-8, "adaptive_epsilon": True}
     if cfg.weight_decay_mode == "decoupled":
-        return tf.keras.optimizers.AdamW(
-            learning_rate=cfg.learning_rate, weight_decay=cfg.weight_decay, **torch_epsilon
-        )
+        # Keras' Adam applies its weight_decay decoupled, as AdamW (its AdamW lacks adaptive_epsilon).
+        return tf.keras.optimizers.Adam(learning_rate=cfg.learning_rate, weight_decay=cfg.weight_decay, **torch_epsilon)
     return AdamL2(learning_rate=cfg.learning_rate, l2=cfg.weight_decay, **torch_epsilon)
 
 
@@ -129,7 +128,7 @@ def _adam_l2_class():
             return super().update_step(gradient, variable)
 
         def get_config(self):
-            return {**super().get_config(), "l2": self.l2}
+            return {**super().get_config(), "l2": self.l2, "adaptive_epsilon": self.adaptive_epsilon}
 
     return AdamL2
 
@@ -289,11 +288,11 @@ def train(cfg: TrainConfig, flags_text: str = "") -> dict:
     """Train ``cfg``'s model on its export; return the training summary (also in the model dir)."""
     import tensorflow as tf
 
-    manifest, folder = ensure_records(cfg)
-    finished = _finished_run(cfg)
+    finished = _finished_run(cfg, is_chief(cfg.cluster))
     if finished is not None:
         log.info("%s already holds this finished run: nothing to do (--overwrite trains again)", cfg.model_dir)
         return finished
+    manifest, folder = ensure_records(cfg)
     tf.get_logger().setLevel(logging.WARNING)  # checkpoint saves log at INFO every epoch
     tf.keras.utils.set_random_seed(cfg.seed)
     if cfg.input.deterministic:
@@ -340,7 +339,12 @@ def train(cfg: TrainConfig, flags_text: str = "") -> dict:
         tf.keras.callbacks.BackupAndRestore(str(backup_dir)),
         tf.keras.callbacks.TerminateOnNaN(),
         tf.keras.callbacks.ModelCheckpoint(
-            str(model_dir / BEST_MODEL), monitor="val_pr_auc", mode="max", save_best_only=True, save_weights_only=True
+            str(model_dir / BEST_MODEL),
+            monitor="val_pr_auc",
+            mode="max",
+            save_best_only=True,
+            save_weights_only=True,
+            initial_value_threshold=_best_so_far(Path(cfg.model_dir) / "history.csv"),
         ),
         tf.keras.callbacks.TensorBoard(cfg.tensorboard_dir or str(model_dir / "logs")),
     ]
@@ -369,25 +373,38 @@ def _run_identity(saved: dict) -> dict:
     return identity
 
 
-def _finished_run(cfg: TrainConfig) -> dict | None:
-    """The summary of a finished identical run in ``model_dir``; an error if it holds another run.
+def _finished_run(cfg: TrainConfig, chief: bool) -> dict | None:
+    """The summary of a finished identical run in ``model_dir``, or None to train.
 
-    ``--overwrite`` clears the folder instead.
+    A folder holding another run, finished or interrupted, is an error (resuming it would
+    restore its weights under other settings); ``--overwrite`` clears it instead (the chief does).
     """
     model_dir = Path(cfg.model_dir)
     summary, config = model_dir / "train_summary.json", model_dir / "train_config.json"
     if cfg.export.overwrite and model_dir.exists():
-        shutil.rmtree(model_dir)
+        if chief:
+            shutil.rmtree(model_dir)
         return None
-    if not summary.exists():
+    if not config.exists():
         return None
-    previous = json.loads(config.read_text()) if config.exists() else {}
+    previous = json.loads(config.read_text())
     if _run_identity(previous) != _run_identity(json.loads(json.dumps(dataclasses.asdict(cfg)))):
+        state = "finished" if summary.exists() else "unfinished"
         raise ValueError(
-            f"{model_dir} holds a finished run with other settings (see its train_config.json): "
+            f"{model_dir} holds an {state} run with other settings (see its train_config.json): "
             "choose another --model_dir or pass --overwrite to replace it"
         )
-    return json.loads(summary.read_text())
+    return json.loads(summary.read_text()) if summary.exists() else None
+
+
+def _best_so_far(history: Path) -> float | None:
+    """Best validation PR-AUC of the epochs a resumed run already has, so the best-model
+    checkpoint is not replaced by a worse epoch after the resume."""
+    if not history.exists():
+        return None
+    with open(history) as handle:
+        scores = [float(row["val_pr_auc"]) for row in csv.DictReader(handle) if row.get("val_pr_auc")]
+    return max(scores) if scores else None
 
 
 def _write_run_files(model_dir: Path, cfg: TrainConfig, manifest: dict, flags_text: str) -> None:
@@ -430,6 +447,7 @@ def load_trained_model(model_dir: str, which: str = "best"):
         raise FileNotFoundError(f"no trained model at {path}: train first (python train.py --model_dir={model_dir})")
     saved = json.loads((model_dir / "train_config.json").read_text())["model"]
     manifest = json.loads((model_dir / "manifest.json").read_text())
-    model = models.build_model(models.ModelConfig(**saved), len(manifest["channels"]), manifest["chip_size"])
+    architecture = dataclasses.replace(models.ModelConfig(**saved), encoder_weights="")  # the weights come next
+    model = models.build_model(architecture, len(manifest["channels"]), manifest["chip_size"])
     model.load_weights(str(path))
     return model
