@@ -77,7 +77,7 @@ def study_figure(rows: list[dict], path: str | os.PathLike) -> None:
             label="random (positive fraction)",
         )
     ax.set(xlabel="SAR timesteps before/after the event", ylabel="test PR-AUC", xticks=[1, 2, 3, 4], ylim=(0, 1))
-    ax.legend(loc="upper left", fontsize="small")
+    ax.legend(loc="lower right", bbox_to_anchor=(1.0, 0.15), fontsize="small")  # between baseline and DEM
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
