@@ -28,6 +28,7 @@ import multiprocessing
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -177,20 +178,25 @@ def _warm(location: str, planes: list) -> int:
 
 
 def measure_floor(location: str, planes: list, ranges: list[tuple[int, int]], workers: int,
-                  mode: str) -> tuple[float, int]:
-    """Seconds to read ``planes`` over ``ranges`` with ``workers`` threads or processes (pool start excluded)."""
+                  mode: str) -> tuple[float, float, int]:
+    """Seconds and CPU seconds to read ``planes`` over ``ranges`` with ``workers`` threads or processes.
+
+    The pool is started, and the cube opened in each worker, before the clock starts.
+    """
     if mode == "threads":
         pool = concurrent.futures.ThreadPoolExecutor(workers)
     else:
         pool = concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    root = psutil.Process()
     with pool:
-        # Start every worker and open the cube in it before timing.
         list(pool.map(_warm, [location] * workers * 2, [planes] * workers * 2))
+        cpu_before = cpu_snapshot(root)
         started = time.perf_counter()
         nbytes = sum(pool.map(read_rows, [location] * len(ranges), [planes] * len(ranges),
                               [a for a, _ in ranges], [b for _, b in ranges]))
         seconds = time.perf_counter() - started
-    return seconds, nbytes
+        cpu = sum(c - cpu_before.get(pid, 0.0) for pid, c in cpu_snapshot(root).items())
+    return seconds, cpu, nbytes
 
 
 # --- memory ---------------------------------------------------------------------------------
@@ -211,6 +217,18 @@ def tree_rss(root: psutil.Process) -> int:
         except psutil.Error:
             pass
     return total
+
+
+def cpu_snapshot(root: psutil.Process) -> dict[int, float]:
+    """CPU seconds (user + system) so far of every process of the tree, by pid."""
+    out = {}
+    for proc in tree_processes(root):
+        try:
+            times = proc.cpu_times()
+            out[proc.pid] = times.user + times.system
+        except psutil.Error:
+            pass
+    return out
 
 
 def busy_seconds(times) -> float:
@@ -251,19 +269,9 @@ class TreeSampler:
         self.samples = 0
         self.baseline = tree_rss(self.root)
         self._cpu: dict[int, float] = {}
-        self._cpu_start = self._cpu_sample()
+        self._cpu_start = cpu_snapshot(self.root)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _cpu_sample(self) -> dict[int, float]:
-        out = {}
-        for proc in tree_processes(self.root):
-            try:
-                times = proc.cpu_times()
-                out[proc.pid] = times.user + times.system
-            except psutil.Error:
-                pass
-        return out
 
     def _run(self) -> None:
         while True:
@@ -292,7 +300,7 @@ class TreeSampler:
         self._thread.join()
         self.wall = time.perf_counter() - self._wall_start
         self.machine_cpu = busy_seconds(psutil.cpu_times()) - self._machine_start
-        self._cpu.update(self._cpu_sample())
+        self._cpu.update(cpu_snapshot(self.root))
         self.tree_cpu = sum(cpu - self._cpu_start.get(pid, 0.0) for pid, cpu in self._cpu.items())
         self.other_cpu = max(0.0, self.machine_cpu - self.tree_cpu)
 
@@ -353,6 +361,19 @@ def listed(results: list[dict], key: str) -> str:
     return ", ".join(f"{r[key]:.1f}" for r in results)
 
 
+def code_version() -> str:
+    """The library's commit, and whether tf_landslide/ has uncommitted changes (others edit it meanwhile)."""
+    repo = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "-C", str(repo), "log", "-1", "--format=%h %ci"], capture_output=True,
+                                text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "tf_landslide"], capture_output=True,
+                               text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+    return commit + (" + uncommitted changes in tf_landslide/" if dirty else "")
+
+
 def table(rows: list[tuple[str, str]]) -> str:
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"  {k:<{width}}  {v}" for k, v in rows)
@@ -376,6 +397,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", default="", help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
     cache_dir = Path(args.cache_dir)
+    code = code_version()  # the modules were imported just now
 
     # 1. the cube
     path, generation_seconds, generated = ensure_cube(cache_dir, args.size)
@@ -402,14 +424,17 @@ def main(argv: list[str] | None = None) -> int:
     log(f"{config.name}: acquisitions before {plan.acquisitions.before} after {plan.acquisitions.after} "
         f"({plan.acquisitions.orbit}); {len(planes)} planes read: {planes}; {plane_bytes / GB:.2f} GB decoded")
     floors: dict[tuple[str, str], list[float]] = {}
+    floor_cpus: dict[str, list[float]] = {}
     for repeat in range(args.floor_repeats):
         for scope, ranges in (("scene", scene_ranges), ("positive", positive_ranges)):
             for mode in ("threads", "processes"):
                 waited, load = wait_for_quiet(args.quiet_wait, args.quiet_load)
-                seconds, nbytes = measure_floor(location, planes, ranges, args.workers, mode)
+                seconds, cpu, nbytes = measure_floor(location, planes, ranges, args.workers, mode)
                 floors.setdefault((scope, mode), []).append(seconds)
-                log(f"floor {scope:8s} {mode:9s} run {repeat + 1}/{args.floor_repeats}: {seconds:6.2f} s for "
-                    f"{nbytes / GB:.2f} GB ({nbytes / seconds / 1e6:.0f} MB/s decoded), {len(ranges)} bands "
+                floor_cpus.setdefault(scope, []).append(cpu)
+                log(f"floor {scope:8s} {mode:9s} run {repeat + 1}/{args.floor_repeats}: {seconds:6.2f} s "
+                    f"(CPU {cpu:.2f} s) for {nbytes / GB:.2f} GB ({nbytes / seconds / 1e6:.0f} MB/s decoded), "
+                    f"{len(ranges)} bands "
                     f"(waited {waited:.0f} s for other load to drop to {load:.2f} cores)")
     floor_scene = min(min(floors[("scene", m)]) for m in ("threads", "processes"))
     floor_positive = min(min(floors[("positive", m)]) for m in ("threads", "processes"))
@@ -435,6 +460,7 @@ def main(argv: list[str] | None = None) -> int:
     # 5. summary
     figures = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "code": code,
         "cube": {"path": location, "sizes": sizes, "orbits": _orbit_counts(ds), "generation": gen_text,
                  "disk_bytes": apparent, "disk_allocated_bytes": allocated, "memory_bytes": memory},
         "config": {"name": config.name, "channels": len(config.channels), "timesteps": config.timesteps,
@@ -442,6 +468,7 @@ def main(argv: list[str] | None = None) -> int:
         "floor": {f"{scope}/{mode}": seconds for (scope, mode), seconds in floors.items()},
         "floor_scene": floor_scene,
         "floor_positive": floor_positive,
+        "floor_cpu": {scope: min(values) for scope, values in floor_cpus.items()},
         "positive_rows": [positive_rows, height, len(positive_ranges)],
         "workers": args.workers,
         "runs": runs,
@@ -460,6 +487,7 @@ def summary_table(f: dict) -> str:
     rows_read, height, bands = f["positive_rows"]
     rows = [
         ("command", f["command"]),
+        ("library commit", f["code"]),
         ("machine", f"{os.cpu_count()} cpus, {psutil.virtual_memory().total / GB:.1f} GB RAM"),
         ("cube", f"{sizes['y']} x {sizes['x']} px, {sizes[schema.TIME_DIM]} timesteps ({orbits}), "
                  + f"{sizes.get(schema.PAIR_DIM, 0)} pairs"),
@@ -470,16 +498,19 @@ def summary_table(f: dict) -> str:
                    + f"orbit {config['orbit']}, {config['planes']} planes incl. labels"),
         ("planes read, whole scene", f"{config['plane_bytes'] / GB:.2f} GB decoded"),
         ("floor, whole scene", f"{f['floor_scene']:.2f} s, fastest of: threads {joined(floor['scene/threads'])}; "
-                               + f"processes {joined(floor['scene/processes'])} ({f['workers']} workers)"),
+                               + f"processes {joined(floor['scene/processes'])} ({f['workers']} workers); "
+                               + f"CPU {f['floor_cpu']['scene']:.2f} s"),
         ("floor, positive-chip rows", f"{f['floor_positive']:.2f} s, fastest of: threads "
                                       + f"{joined(floor['positive/threads'])}; processes "
                                       + f"{joined(floor['positive/processes'])} ({rows_read}/{height} rows, "
-                                      + f"{bands} bands)"),
+                                      + f"{bands} bands); CPU {f['floor_cpu']['positive']:.2f} s"),
     ]
     for case, results in f["runs"].items():
         if not results:
             continue
         own_floor = f["floor_scene"] if case == "b" else f["floor_positive"]
+        own_cpu = f["floor_cpu"]["scene" if case == "b" else "positive"]
+        cpu_median = statistics.median(r["tree_cpu"] for r in results)
         seconds = [r["seconds"] for r in results]
         median = statistics.median(seconds)
         peaks = [r["peak_rss"] for r in results]
@@ -505,6 +536,8 @@ def summary_table(f: dict) -> str:
                                   + f" (total {last['total_chips']}, skipped as no-data {last['skipped']})"),
             ("  CPU seconds per run", f"ours {listed(results, 'tree_cpu')}; other processes "
                                      + f"{listed(results, 'other_cpu')}"),
+            ("  CPU ratio export / floor", f"{cpu_median / own_cpu:.1f}x (median {cpu_median:.1f} s vs the floor's "
+                                           + f"{own_cpu:.2f} s; less sensitive to other load than wall time)"),
             ("  records", f"{last['shards']} shards, {last['record_bytes'] / 1e6:.0f} MB"),
             ("  chips/s", f"{last['total_chips'] / median:.1f}"),
         ]
