@@ -164,9 +164,10 @@ def test_interrupted_export_resumes_to_identical_shards(tiny_cube, tmp_path, mon
     assert resumed["splits"] == reference["splits"]
 
 
-def test_dask_local_cluster_gives_the_same_bytes(exported, tiny_cube, tmp_path):
+@pytest.mark.parametrize("processes", [False, True], ids=["threads", "processes"])
+def test_dask_local_cluster_gives_the_same_bytes(exported, tiny_cube, tmp_path, processes):
     cfg, manifest, out_dir = exported
-    parallel = export.export(dataclasses.replace(cfg, records_dir=str(tmp_path), workers=2))
+    parallel = export.export(dataclasses.replace(cfg, records_dir=str(tmp_path), workers=2, worker_processes=processes))
     assert parallel["splits"] == manifest["splits"]
     assert _shard_bytes(tmp_path / cfg.config) == _shard_bytes(out_dir)
 

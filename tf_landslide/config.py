@@ -42,7 +42,8 @@ class ExportConfig:
     compression: str = ""
     shard_mb: float = 100.0
     band_rows: int = 512
-    workers: int = 2  # local Dask worker processes; 0 runs in this process
+    workers: int = 2  # local Dask workers (threads, or processes); 0 runs in this process
+    worker_processes: bool = False  # local Dask workers as processes instead of threads
     dask_scheduler: str = ""  # address of a running Dask scheduler, instead of a local cluster
     overwrite: bool = False
     progress: bool = True

@@ -94,7 +94,13 @@ flags.DEFINE_enum("record_dtype", "float16", list(records.RECORD_DTYPES), "Store
 flags.DEFINE_enum("compression", "", list(records.COMPRESSIONS), "TFRecord compression.")
 flags.DEFINE_float("shard_mb", 100.0, "Target shard size in MB.")
 flags.DEFINE_integer("band_rows", 512, "Rows of the cube read per export task (bounds memory).")
-flags.DEFINE_integer("export_workers", 2, "Local Dask worker processes for the export; 0 runs in this process.")
+flags.DEFINE_integer("export_workers", 2, "Local Dask workers for the export; 0 runs in this process.")
+flags.DEFINE_bool(
+    "export_processes",
+    False,
+    "Local Dask workers as processes (isolated) instead of threads "
+    "(numpy, zarr and blosc release the GIL: threads are faster on few cores).",
+)
 flags.DEFINE_string(
     "dask_scheduler",
     "",
@@ -186,6 +192,7 @@ def export_config(values=FLAGS) -> ExportConfig:
         shard_mb=values.shard_mb,
         band_rows=values.band_rows,
         workers=values.export_workers,
+        worker_processes=values.export_processes,
         dask_scheduler=values.dask_scheduler,
         overwrite=values.overwrite,
         progress=values.progress,

@@ -368,7 +368,7 @@ def _run_identity(saved: dict) -> dict:
     identity["export"] = {
         k: v
         for k, v in saved.get("export", {}).items()
-        if k not in ("overwrite", "progress", "workers", "dask_scheduler")
+        if k not in ("overwrite", "progress", "workers", "worker_processes", "dask_scheduler")
     }
     return identity
 
