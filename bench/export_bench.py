@@ -15,8 +15,13 @@
    ``stats_from='scene'`` (reads every band, the fair comparison with the floor);
    median of ``--repeats`` runs each, runs interleaved, a fresh records folder per run.
 4. Samples the RSS of the whole process tree (this process, Dask nannies and workers, and
-   their children) every ``--sample_interval`` seconds during each export.
+   their children) every ``--sample_interval`` seconds during each export, and the CPU
+   seconds of the tree and of the whole machine.
 5. Prints a summary table.
+
+The machine may be shared: before each measurement the script waits (up to ``--quiet_wait``
+seconds) for other processes to go idle, and reports the CPU seconds other processes used
+during each export; CPU ratios (export CPU / floor CPU) are less sensitive to that load.
 """
 
 from __future__ import annotations
