@@ -90,3 +90,21 @@ class EvalConfig:
     threshold: float = 0.5
     checkpoint: str = "best"  # 'best' (validation PR-AUC) or 'last'
     panel_chips: int = 8
+
+
+@dataclasses.dataclass(frozen=True)
+class MapConfig:
+    """A full-scene map of one cube by a trained model (channels and normalisation from its run)."""
+
+    cube: CubeConfig
+    model_dir: str = "runs/model"
+    config: str = ""  # the flags' --config, checked against the run's; '' = the run's
+    checkpoint: str = "best"
+    map_dir: str = ""  # '' = <model_dir>/map
+    window: int = 512
+    overlap: int = 128
+    batch_size: int = 4
+    threshold: float = 0.5
+    min_area_m2: float = 0.0
+    outputs: tuple[str, ...] = ("geotiff", "zarr", "png", "geojson")
+    overwrite: bool = False

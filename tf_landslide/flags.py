@@ -12,7 +12,7 @@ import os
 from absl import flags
 
 from tf_landslide import chips, models, records
-from tf_landslide.config import CubeConfig, EvalConfig, ExportConfig, TrainConfig
+from tf_landslide.config import CubeConfig, EvalConfig, ExportConfig, MapConfig, TrainConfig
 from tf_landslide.cube import channels, events
 from tf_landslide.data import InputConfig
 from tf_landslide.models import ModelConfig
@@ -156,6 +156,14 @@ flags.DEFINE_float("threshold", 0.5, "Probability above which a pixel is called 
 flags.DEFINE_enum("checkpoint", "best", ["best", "last"], "Model to evaluate: best validation PR-AUC, or last epoch.")
 flags.DEFINE_integer("panel_chips", 8, "Chips in the predicted-vs-ground-truth figure.")
 
+# --- full-scene maps (predict.py) --------------------------------------------------------------
+flags.DEFINE_string("map_dir", "", "Where predict.py writes the map ('' = <model_dir>/map).")
+flags.DEFINE_integer("map_window", 512, "Window size (pixels, a multiple of 32) slid over the scene.")
+flags.DEFINE_integer("map_overlap", 128, "Overlap of neighbouring windows (pixels, a multiple of 4).")
+flags.DEFINE_integer("map_batch_size", 4, "Windows predicted at once.")
+flags.DEFINE_list("map_outputs", "geotiff,zarr,png,geojson", "Map outputs to write: geotiff, zarr, png, geojson.")
+flags.DEFINE_float("min_area_m2", 0.0, "GeoJSON polygons smaller than this area (m2) are left out.")
+
 
 def cube_config(values=FLAGS) -> CubeConfig:
     return CubeConfig(
@@ -243,6 +251,23 @@ def eval_config(values=FLAGS) -> EvalConfig:
         threshold=values.threshold,
         checkpoint=values.checkpoint,
         panel_chips=values.panel_chips,
+    )
+
+
+def map_config(values=FLAGS) -> MapConfig:
+    return MapConfig(
+        cube=cube_config(values),
+        model_dir=values.model_dir,
+        config=values.config if values["config"].present else "",
+        checkpoint=values.checkpoint,
+        map_dir=values.map_dir,
+        window=values.map_window,
+        overlap=values.map_overlap,
+        batch_size=values.map_batch_size,
+        threshold=values.threshold,
+        min_area_m2=values.min_area_m2,
+        outputs=tuple(values.map_outputs),
+        overwrite=values.overwrite,
     )
 
 

@@ -81,3 +81,34 @@ def study_figure(rows: list[dict], path: str | os.PathLike) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def scene_quicklook(
+    probability: np.ndarray,
+    backdrop: np.ndarray | None,
+    labels: np.ndarray | None,
+    title: str,
+    backdrop_name: str,
+    threshold: float,
+    path: str | os.PathLike,
+) -> None:
+    """A whole-scene map: probabilities over a grey backdrop (the post-event VV when the model
+    has it), transparent where low, the mapped labels outlined."""
+    plt = _pyplot()
+    height, width = probability.shape
+    fig, ax = plt.subplots(figsize=(8, 8 * height / width + 0.8))
+    if backdrop is not None and np.isfinite(backdrop).any():
+        low, high = np.nanpercentile(backdrop, [2, 98])
+        ax.imshow(backdrop, cmap="gray", vmin=low, vmax=high, interpolation="nearest")
+    shown = np.ma.masked_where(~(probability >= 0.1), probability)  # NaN and low values stay clear
+    image = ax.imshow(shown, cmap="inferno", vmin=0, vmax=1, alpha=0.75, interpolation="nearest")
+    if labels is not None and labels.any():
+        ax.contour(labels.astype(np.float32), levels=[0.5], colors="cyan", linewidths=0.6)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    subtitle = f"backdrop: {backdrop_name}" + ("; cyan: mapped landslides" if labels is not None else "")
+    ax.set_title(f"{title}\n{subtitle}; pixels >= {threshold:g} are called landslide", fontsize="small")
+    fig.colorbar(image, ax=ax, fraction=0.035, pad=0.02, label="landslide probability")
+    fig.tight_layout()
+    fig.savefig(path, dpi=150)
+    plt.close(fig)

@@ -438,9 +438,10 @@ def _summary(model_dir: Path, history, seconds: float, manifest: dict) -> dict:
     }
 
 
-def load_trained_model(model_dir: str, which: str = "best"):
+def load_trained_model(model_dir: str, which: str = "best", size: int | None = 0):
     """The best (by validation PR-AUC) or last model of a training run, rebuilt from its
-    train_config.json and manifest.json and loaded with its weights."""
+    train_config.json and manifest.json and loaded with its weights; for inputs of ``size``
+    pixels square (0: the training chip size; None: any multiple of 32)."""
     model_dir = Path(model_dir)
     path = model_dir / (BEST_MODEL if which == "best" else LAST_MODEL)
     if not path.exists():
@@ -448,6 +449,6 @@ def load_trained_model(model_dir: str, which: str = "best"):
     saved = json.loads((model_dir / "train_config.json").read_text())["model"]
     manifest = json.loads((model_dir / "manifest.json").read_text())
     architecture = dataclasses.replace(models.ModelConfig(**saved), encoder_weights="")  # the weights come next
-    model = models.build_model(architecture, len(manifest["channels"]), manifest["chip_size"])
+    model = models.build_model(architecture, len(manifest["channels"]), manifest["chip_size"] if size == 0 else size)
     model.load_weights(str(path))
     return model

@@ -103,13 +103,16 @@ def describe(ds: xr.Dataset) -> str:
     return text
 
 
-def validate_cube(ds: xr.Dataset, need_insar: bool = False) -> None:
+def validate_cube(ds: xr.Dataset, need_insar: bool = False, need_labels: bool = True) -> None:
     """Check the variables, dims and coordinates the study needs; raise CubeError if not met.
 
+    A cube of a new event may have no labels yet: mapping it passes ``need_labels=False``.
     Label values are checked separately (``check_labels``) because that reads the raster.
     """
     problems = []
     required = dict(schema.REQUIRED_VARIABLES)
+    if not need_labels:
+        del required[schema.LABEL_VARIABLE]
     if need_insar:
         required.update(schema.OPTIONAL_VARIABLES)
     for name, dims in required.items():

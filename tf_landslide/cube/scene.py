@@ -1,0 +1,77 @@
+"""A cube opened for one channel configuration: the event, the acquisitions, the plan that
+reads the channels, and where the grid lies on the map."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import numpy as np
+import xarray as xr
+
+from tf_landslide.config import CubeConfig
+from tf_landslide.cube import channels as channels_lib
+from tf_landslide.cube import events, schema
+from tf_landslide.cube.open import open_cube, validate_cube
+
+log = logging.getLogger("tf_landslide.cube")
+
+
+@dataclasses.dataclass
+class Scene:
+    """Every choice about a cube that does not need its pixels."""
+
+    location: str
+    ds: xr.Dataset
+    config: channels_lib.ChannelConfig
+    event: events.Event
+    acquisitions: channels_lib.Acquisitions
+    pairs: dict
+
+    @property
+    def plan(self) -> channels_lib.ChannelPlan:
+        return channels_lib.ChannelPlan(self.config.channels, self.acquisitions, tuple(sorted(self.pairs.items())))
+
+
+def open_scene(location: str, cube: CubeConfig, config: channels_lib.ChannelConfig, need_labels: bool = True) -> Scene:
+    """Open and validate the cube at ``location`` and choose its event, orbit and acquisitions."""
+    ds = open_cube(location)
+    validate_cube(ds, need_insar=config.needs_insar, need_labels=need_labels)
+    event = events.resolve_event(cube.event, cube.event_start, cube.event_end, location, ds.attrs)
+    orbit = channels_lib.resolve_orbit(ds, cube.orbit)
+    if config.needs_sar:
+        acquisitions = channels_lib.select_acquisitions(ds, event, config.timesteps, orbit, cube.acquisition_rule)
+    else:
+        acquisitions = channels_lib.Acquisitions(orbit, (), ())
+    pairs = channels_lib.select_pairs(ds, event, orbit) if config.needs_insar else {}
+    return Scene(location, ds, config, event, acquisitions, pairs)
+
+
+def georeference(ds: xr.Dataset) -> dict:
+    """CRS (WKT, or None) and the grid's affine transform (a, b, c, d, e, f as rasterio's Affine; pixel corners)."""
+    x, y = ds.x.values, ds.y.values
+    dx = float(x[1] - x[0]) if x.size > 1 else 10.0
+    dy = float(y[1] - y[0]) if y.size > 1 else -10.0
+    transform = [dx, 0.0, float(x[0]) - dx / 2, 0.0, dy, float(y[0]) - dy / 2]
+    crs_wkt = None
+    if "spatial_ref" in ds.coords:
+        attrs = ds["spatial_ref"].attrs
+        crs_wkt = attrs.get("crs_wkt") or attrs.get("spatial_ref")
+    if crs_wkt is None:
+        log.warning("the cube carries no CRS (no spatial_ref coordinate): maps made from it cannot be georeferenced")
+    return {"crs_wkt": crs_wkt, "transform": transform, "height": int(ds.sizes["y"]), "width": int(ds.sizes["x"])}
+
+
+def pixel_area(transform: list[float]) -> float:
+    """Area of one pixel in the CRS's units squared (m2 for the cubes' projected grids)."""
+    return float(abs(transform[0] * transform[4] - transform[1] * transform[3]))
+
+
+def is_same_cube(identity: dict, ds: xr.Dataset) -> bool:
+    """Whether ``ds`` is the cube an export's ``identity`` (manifest 'cube') was made from."""
+    return (
+        identity.get("sizes") == {k: int(v) for k, v in ds.sizes.items()}
+        and np.allclose(identity.get("x_range"), [float(ds.x[0]), float(ds.x[-1])])
+        and np.allclose(identity.get("y_range"), [float(ds.y[0]), float(ds.y[-1])])
+        and identity.get("first_time") == str(ds[schema.TIME_DIM].values.min())
+    )

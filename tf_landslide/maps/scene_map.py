@@ -1,0 +1,221 @@
+"""A full-scene landslide map of a cube by a trained run.
+
+The run fixes the channels, the number of timesteps and the normalisation (its manifest); the
+cube, its event and orbit come from the flags, so a model trained on one event maps another
+cube of the schema. The map is written to a staging folder and moved into place complete.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+
+import numpy as np
+
+from tf_landslide import data, train_lib
+from tf_landslide.config import MapConfig
+from tf_landslide.cube import schema
+from tf_landslide.cube.channels import resolve_channel_config
+from tf_landslide.cube.open import check_labels
+from tf_landslide.cube.scene import georeference, is_same_cube, open_scene, pixel_area
+from tf_landslide.export import cube_location
+from tf_landslide.maps import outputs, polygons
+from tf_landslide.maps.tiling import Tiling, blend
+
+log = logging.getLogger("tf_landslide.maps")
+
+MAP_OUTPUTS = ("geotiff", "zarr", "png", "geojson")
+FILES = {
+    "geotiff": "probability.tif",
+    "zarr": "probability.zarr",
+    "png": "quicklook.png",
+    "geojson": "landslides.geojson",
+}
+SUMMARY = "map.json"
+BACKDROPS = ("vv_after", "vh_after", "dem")  # the quick-look's grey layer, first one the model has
+
+
+class MapError(ValueError):
+    """The map cannot be made as asked."""
+
+
+def keras_predictor(model_dir: str, checkpoint: str, manifest: dict, window: int):
+    """raw channels [N, window, window, C] -> probability [N, window, window] with the run's
+    model and normalisation (the same transform as training and the SavedModel)."""
+    import tensorflow as tf
+
+    model = train_lib.load_trained_model(model_dir, checkpoint, size=window)
+    mean, std = data.normalisation(manifest)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, window, window, len(mean)], tf.float32)])
+    def predict(raw):
+        return model(data.standardise(raw, mean, std), training=False)[..., 0]
+
+    return lambda windows: predict(windows).numpy()
+
+
+def _run_manifest(model_dir: str) -> dict:
+    path = os.path.join(model_dir, "manifest.json")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no trained run in {model_dir} ({path} is missing): train first, or fix --model_dir")
+    with open(path) as handle:
+        return json.load(handle)
+
+
+def _output_dir(cfg: MapConfig) -> str:
+    out = cfg.map_dir or os.path.join(cfg.model_dir, "map")
+    if os.path.exists(out) and not cfg.overwrite:
+        raise MapError(f"{out} already holds a map: pass --overwrite to replace it, or choose another --map_dir")
+    return out
+
+
+def make_map(cfg: MapConfig, predictor=None) -> dict:
+    """Map the cube, write the outputs ``cfg.outputs`` and map.json; return the summary.
+
+    ``predictor`` replaces the run's Keras model (tests); it takes raw windows like
+    ``keras_predictor``'s result.
+    """
+    unknown = sorted(set(cfg.outputs) - set(MAP_OUTPUTS))
+    if unknown:
+        raise MapError(f"--map_outputs: unknown {unknown}; choose from {list(MAP_OUTPUTS)}")
+    tiling = Tiling(cfg.window, cfg.overlap)
+    manifest = _run_manifest(cfg.model_dir)
+    trained = manifest["config"]
+    if cfg.config and cfg.config != trained["name"]:
+        raise MapError(
+            f"--config={cfg.config} but {cfg.model_dir} was trained on {trained['name']}: "
+            f"use the run's flagfile ({os.path.join(cfg.model_dir, 'flags.txt')}) or another --model_dir"
+        )
+    config = resolve_channel_config(trained["name"], manifest["channels"], trained["timesteps"])
+    scene = open_scene(cube_location(cfg.cube), cfg.cube, config, need_labels=False)
+    ds, georef = scene.ds, georeference(scene.ds)
+    height, width = georef["height"], georef["width"]
+    out = _output_dir(cfg)
+    staging = f"{out}.partial-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    os.makedirs(staging)
+    predictor = predictor or keras_predictor(cfg.model_dir, cfg.checkpoint, manifest, tiling.window)
+
+    labelled = schema.LABEL_VARIABLE in ds.data_vars
+    same_cube = is_same_cube(manifest["cube"], ds)
+    test_chips = manifest["splits"]["test"]["locations"] if same_cube and labelled else []
+    raster = outputs.GeoTiff(
+        os.path.join(staging, FILES["geotiff"]), height, width, georef["crs_wkt"], georef["transform"]
+    )
+    attrs = {
+        "model_dir": os.path.abspath(cfg.model_dir),
+        "config": config.name,
+        "event": json.dumps(scene.event.as_dict()),
+    }
+    sinks = [raster]
+    if "zarr" in cfg.outputs:
+        path = os.path.join(staging, FILES["zarr"])
+        sinks.append(outputs.ZarrMap(path, ds.x.values, ds.y.values, georef["crs_wkt"], georef["transform"], attrs))
+    backdrop = next((c for c in BACKDROPS if c in config.channels), None)
+    quicklook = outputs.Quicklook(height, width, config.channels.index(backdrop) if backdrop else None)
+    regions = polygons.Regions(cfg.threshold)
+    scores = outputs.SceneScores(test_chips, manifest["chip_size"]) if labelled else None
+
+    def emit(row: int, probability: np.ndarray, inputs: np.ndarray) -> None:
+        labels = None
+        if labelled:
+            values = ds[schema.LABEL_VARIABLE].isel(y=slice(row, row + probability.shape[0])).values
+            check_labels(values, f" (rows {row}-{row + probability.shape[0]})")
+            labels = np.nan_to_num(values, nan=0) > 0
+            scores.write(row, probability, labels)
+        for sink in sinks:
+            sink.write(row, probability, inputs)
+        quicklook.write(row, probability, inputs, labels)
+        regions.write(row, probability)
+
+    def read_rows(start: int, stop: int) -> np.ndarray:
+        return np.moveaxis(scene.plan.read_band(ds, slice(start, stop)), 0, -1)
+
+    started = time.perf_counter()
+    log.info(
+        "mapping %s (%d x %d px) with %s: %d-px windows, overlap %d, %d windows",
+        scene.location,
+        height,
+        width,
+        config.name,
+        tiling.window,
+        tiling.overlap,
+        tiling.count(height) * tiling.count(width),
+    )
+    counts = blend(read_rows, predictor, tiling, height, width, cfg.batch_size, emit)
+    mapped = time.perf_counter() - started
+
+    found = regions.regions()
+    summary = {
+        "model_dir": os.path.abspath(cfg.model_dir),
+        "checkpoint": cfg.checkpoint,
+        "config": config.name,
+        "channels": list(config.channels),
+        "cube": scene.location,
+        "same_cube_as_training": same_cube,
+        "event": scene.event.as_dict(),
+        "orbit": scene.acquisitions.orbit,
+        "acquisitions": {
+            side: [str(ds[schema.TIME_DIM].values[i])[:19] for i in getattr(scene.acquisitions, side)]
+            for side in ("before", "after")
+        },
+        "normalisation": "from the training run's manifest",
+        "georeference": georef,
+        "tiling": {"window": tiling.window, "overlap": tiling.overlap, "stride": tiling.stride, **counts},
+        "threshold": cfg.threshold,
+        "regions_above_threshold": len(found),
+        "area_above_threshold_m2": round(sum(r.pixels for r in found) * pixel_area(georef["transform"]), 1),
+        "map_seconds": round(mapped, 2),
+    }
+    if "geojson" in cfg.outputs:
+        summary["geojson"] = polygons.write_geojson(
+            found,
+            raster.read_window,
+            cfg.threshold,
+            georef["transform"],
+            georef["crs_wkt"],
+            cfg.min_area_m2,
+            os.path.join(staging, FILES["geojson"]),
+        )
+    raster.close(keep="geotiff" in cfg.outputs)
+    if "png" in cfg.outputs:
+        title = (
+            f"{config.name} on {os.path.basename(scene.location.rstrip('/'))}, event {scene.event.as_dict()['start']}"
+        )
+        quicklook.save(os.path.join(staging, FILES["png"]), title, backdrop or "none", cfg.threshold)
+    if scores is not None:
+        summary["scores"] = scores.summary(cfg.threshold)
+        summary["scores"]["note"] = (
+            "scene: every labelled pixel with a prediction; on the training cube it includes the training chips. "
+            "test_chips: the pixels of the export's test chips, predicted with their scene context"
+        )
+    summary["seconds"] = round(time.perf_counter() - started, 2)
+    summary["outputs"] = {name: FILES[name] for name in cfg.outputs}
+    summary["map_dir"] = os.path.abspath(out)
+    with open(os.path.join(staging, SUMMARY), "w") as handle:
+        json.dump(summary, handle, indent=1)
+    if os.path.exists(out):
+        shutil.rmtree(out)
+    os.replace(staging, out)
+    return summary
+
+
+def describe(summary: dict, out: str) -> str:
+    """A few lines for the console."""
+    lines = [
+        f"map of {summary['config']} written to {out} in {summary['seconds']:.1f} s "
+        f"({summary['tiling']['windows']} windows of {summary['tiling']['window']} px)",
+        f"  {summary['regions_above_threshold']} regions >= {summary['threshold']:g}, "
+        f"{summary['area_above_threshold_m2'] / 1e6:.3f} km2",
+    ]
+    scores = summary.get("scores")
+    if scores:
+        scene = scores["scene"]
+        lines.append(f"  whole scene: PR-AUC {scene['pr_auc']:.4f} (baseline {scene['positive_fraction']:.4f})")
+        if "test_chips" in scores:
+            chips = scores["test_chips"]
+            lines.append(f"  test chips:  PR-AUC {chips['pr_auc']:.4f} (baseline {chips['positive_fraction']:.4f})")
+    return "\n".join(lines)
