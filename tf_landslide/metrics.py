@@ -17,7 +17,10 @@ import numpy as np
 class PixelCurve:
     """Streaming counts of positive and negative pixels per distinct score."""
 
-    def __init__(self, flush_every: int = 1 << 23):
+    def __init__(self, flush_every: int = 1 << 23, resolution: float = 0.0):
+        """``resolution`` > 0 rounds scores to its multiples, bounding the memory of a whole
+        scene's distinct scores (at 2**-20 the average precision moves by about 1e-6)."""
+        self._resolution = resolution
         self._scores = np.zeros(0, np.float32)
         self._positives = np.zeros(0, np.int64)
         self._negatives = np.zeros(0, np.int64)
@@ -33,6 +36,8 @@ class PixelCurve:
             raise ValueError(f"{scores.size} scores but {labels.size} labels")
         if np.isnan(scores).any():
             raise ValueError("scores contain NaN: the model diverged or its input holds NaN")
+        if self._resolution:
+            scores = (np.round(scores / self._resolution) * self._resolution).astype(np.float32)
         self._pending.append((scores, labels))
         self._pending_size += scores.size
         if self._pending_size >= self._flush_every:

@@ -56,7 +56,7 @@ def test_geojson_polygons_are_in_wgs84_with_areas_from_the_projected_grid(tmp_pa
     found = regions_in_blocks(probability, [20])
     path = tmp_path / "landslides.geojson"
     reader = lambda r0, c0, r1, c1: probability[r0:r1, c0:c1]  # noqa: E731
-    summary = write_geojson(found, reader, 0.5, TRANSFORM, UTM_54N, min_area=200, path=str(path))
+    summary = write_geojson(found, reader, 0.5, TRANSFORM, UTM_54N, probability.shape, min_area=200, path=str(path))
     assert summary == {"polygons": 1, "regions_below_min_area": 1, "area_m2": 900.0}
     feature = json.loads(path.read_text())["features"][0]
     assert feature["properties"]["area_m2"] == 900 and feature["properties"]["max_probability"] == pytest.approx(0.9)
@@ -73,6 +73,31 @@ def test_a_region_with_a_hole_keeps_the_hole(tmp_path):
     probability[7, 7] = 0
     path = tmp_path / "hole.geojson"
     reader = lambda r0, c0, r1, c1: probability[r0:r1, c0:c1]  # noqa: E731
-    write_geojson(regions_in_blocks(probability, [7]), reader, 0.5, TRANSFORM, UTM_54N, 0, str(path))
+    write_geojson(regions_in_blocks(probability, [7]), reader, 0.5, TRANSFORM, UTM_54N, (20, 20), 0, str(path))
     rings = json.loads(path.read_text())["features"][0]["geometry"]["coordinates"]
     assert len(rings) == 2  # exterior and the one-pixel hole
+
+
+def ring_area(ring):
+    x, y = np.asarray(ring).T
+    return 0.5 * abs(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1)))
+
+
+@pytest.mark.parametrize("band_rows", [8, 1024])
+def test_every_outline_encloses_exactly_its_regions_pixels(band_rows):
+    """Regions inside a band are traced together, those crossing bands one by one: both exact."""
+    from tf_landslide.maps.polygons import outlines
+
+    rng = np.random.default_rng(3)
+    probability = ndimage.uniform_filter(rng.random((60, 70)), 3).astype(np.float32)
+    found = regions_in_blocks(probability, [13, 30])
+    reader = lambda r0, c0, r1, c1: probability[r0:r1, c0:c1]  # noqa: E731
+    traced = dict(
+        pair for band in outlines(found, reader, 0.5, TRANSFORM, probability.shape, band_rows) for pair in band
+    )
+    assert len(found) > 20 and sorted(traced) == list(range(len(found)))
+    for i, region in enumerate(found):
+        geometry = traced[i]
+        exterior, *holes = geometry["coordinates"]
+        area = ring_area(exterior) - sum(ring_area(h) for h in holes)
+        assert area == pytest.approx(region.pixels * 100.0)

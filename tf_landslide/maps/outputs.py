@@ -13,6 +13,8 @@ from tf_landslide.metrics import PixelCurve
 PROBABILITY = "probability"
 BLOCK = 512  # GeoTIFF tile and Zarr chunk edge
 QUICKLOOK_PIXELS = 1600  # longest side of the quick-look
+SCENE_SCORE_RESOLUTION = 2.0**-20
+GDAL_CACHE_MB = 64  # GDAL's default (5% of RAM) would let the tiled file's cache grow with the scene
 
 
 def _affine(transform: list[float]):
@@ -47,6 +49,8 @@ class GeoTiff:
             "predictor": 3,
             "BIGTIFF": "IF_SAFER",
         }
+        self.env = rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB)
+        self.env.__enter__()
         self.dataset = rasterio.open(self.staging, "w+", **profile)
         self.width = width
 
@@ -64,18 +68,21 @@ class GeoTiff:
         import rasterio.shutil
 
         self.dataset.close()
-        if keep:
-            rasterio.shutil.copy(
-                self.staging,
-                self.path,
-                driver="COG",
-                COMPRESS="DEFLATE",
-                PREDICTOR="YES",
-                BLOCKSIZE=str(BLOCK),
-                OVERVIEW_RESAMPLING="AVERAGE",
-                BIGTIFF="IF_SAFER",
-            )
-        os.remove(self.staging)
+        try:
+            if keep:
+                rasterio.shutil.copy(
+                    self.staging,
+                    self.path,
+                    driver="COG",
+                    COMPRESS="DEFLATE",
+                    PREDICTOR="YES",
+                    BLOCKSIZE=str(BLOCK),
+                    OVERVIEW_RESAMPLING="AVERAGE",
+                    BIGTIFF="IF_SAFER",
+                )
+        finally:
+            self.env.__exit__(None, None, None)
+            os.remove(self.staging)
 
 
 class ZarrMap:
@@ -134,7 +141,8 @@ class SceneScores:
     the pixels of given chips (the export's test chips when the map is of the training cube)."""
 
     def __init__(self, chips: list[tuple[int, int]] = (), chip_size: int = 0):
-        self.scene = PixelCurve()
+        # The scene's distinct scores would grow with its size: round them (chips stay exact).
+        self.scene = PixelCurve(flush_every=1 << 21, resolution=SCENE_SCORE_RESOLUTION)
         self.chips = PixelCurve() if chips else None
         self.chip_origins, self.chip_size = np.array(chips, np.int64).reshape(-1, 2), chip_size
         self.missing_pixels = self.missing_positives = 0

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
@@ -113,13 +113,68 @@ class Regions:
         return sorted(found, key=lambda r: (-r.pixels, r.seed))
 
 
-def trace(region: Region, read_window: Callable[[int, int, int, int], np.ndarray], threshold: float) -> np.ndarray:
-    """The region's pixels as a boolean mask over its bounding box."""
+def _shapes(labels: np.ndarray, mask: np.ndarray, transform) -> Iterator[tuple[dict, int]]:
+    from rasterio import features
+
+    for geometry, value in features.shapes(labels, mask=mask, connectivity=8, transform=transform):
+        yield geometry, int(value)
+
+
+def outlines(
+    regions: list[Region],
+    read_window: Callable[[int, int, int, int], np.ndarray],
+    threshold: float,
+    transform: list[float],
+    shape: tuple[int, int],
+    band_rows: int = 1024,
+) -> Iterator[list[tuple[int, dict]]]:
+    """(index in ``regions``, polygon in the grid's CRS) for every region, a band at a time.
+
+    The map is read again in bands of rows and the regions lying inside a band are traced by
+    one call for the whole band; the few regions crossing a band boundary are traced from
+    their own bounding box."""
+    from affine import Affine
     from scipy import ndimage
 
-    row0, col0, row1, col1 = region.bbox
-    labels, _ = ndimage.label(read_window(row0, col0, row1, col1) >= threshold, structure=EIGHT_NEIGHBOURS)
-    return labels == labels[region.seed[0] - row0, region.seed[1] - col0]
+    grid = Affine(*transform)
+    groups: dict[int, list[int]] = {}
+    for i, region in enumerate(regions):
+        band = region.bbox[0] // band_rows
+        inside = region.bbox[2] <= (band + 1) * band_rows
+        groups.setdefault(band if inside else -1 - i, []).append(i)
+    for key, members in sorted(groups.items(), key=lambda item: regions[item[1][0]].bbox[0]):
+        if key >= 0:
+            row0, col0, row1, col1 = key * band_rows, 0, min((key + 1) * band_rows, shape[0]), shape[1]
+        else:
+            row0, col0, row1, col1 = regions[members[0]].bbox
+        mask = read_window(row0, col0, row1, col1) >= threshold
+        labels, _ = ndimage.label(mask, structure=EIGHT_NEIGHBOURS)
+        wanted = {int(labels[regions[i].seed[0] - row0, regions[i].seed[1] - col0]): i for i in members}
+        yield [
+            (wanted[value], geometry)
+            for geometry, value in _shapes(labels.astype(np.int32), mask, grid @ Affine.translation(col0, row0))
+            if value in wanted
+        ]
+
+
+def to_wgs84(geometries: list[dict], crs_wkt: str) -> list[dict]:
+    """Polygons reprojected to longitude/latitude, all vertices in one vectorised call."""
+    from pyproj import Transformer
+
+    rings = [np.asarray(ring, np.float64) for geometry in geometries for ring in geometry["coordinates"]]
+    if not rings:
+        return []
+    points = np.concatenate(rings)
+    lon, lat = Transformer.from_crs(crs_wkt, "EPSG:4326", always_xy=True).transform(points[:, 0], points[:, 1])
+    lonlat = np.round(np.stack([lon, lat], 1), 7).tolist()  # 7 decimals: about 1 cm
+    out, at = [], 0
+    for geometry in geometries:
+        coordinates = []
+        for ring in geometry["coordinates"]:
+            coordinates.append(lonlat[at : at + len(ring)])
+            at += len(ring)
+        out.append({"type": "Polygon", "coordinates": coordinates})
+    return out
 
 
 def write_geojson(
@@ -128,55 +183,40 @@ def write_geojson(
     threshold: float,
     transform: list[float],
     crs_wkt: str | None,
+    shape: tuple[int, int],
     min_area: float,
     path: str,
 ) -> dict:
     """GeoJSON (RFC 7946: WGS 84 longitude/latitude) of the regions of at least ``min_area``
-    (m2, counted in pixels of the projected grid); returns counts and the total area."""
-    from affine import Affine
-    from rasterio import features, warp
-
+    (m2, counted in pixels of the projected grid), written band by band so memory stays
+    bounded; feature ids rank the regions by area. Returns counts and the total area."""
     area = pixel_area(transform)
-    grid = Affine(*transform)
     kept = [r for r in regions if r.pixels * area >= min_area]
-    items = []
-    for number, region in enumerate(kept, start=1):
-        mask = trace(region, read_window, threshold)
-        window_transform = grid @ Affine.translation(region.bbox[1], region.bbox[0])
-        shapes = [
-            geometry
-            for geometry, _ in features.shapes(
-                mask.astype(np.uint8), mask=mask, connectivity=8, transform=window_transform
-            )
-        ]
-        geometry = (
-            shapes[0]
-            if len(shapes) == 1
-            else {"type": "MultiPolygon", "coordinates": [s["coordinates"] for s in shapes]}
-        )
-        if crs_wkt:
-            geometry = warp.transform_geom(crs_wkt, "EPSG:4326", geometry)
-        items.append(
-            {
-                "type": "Feature",
-                "id": number,
-                "geometry": geometry,
-                "properties": {
-                    "id": number,
+    with open(path, "w") as handle:
+        handle.write('{"type": "FeatureCollection",')
+        if not crs_wkt:
+            handle.write(' "note": "the cube carries no CRS: coordinates are the cube\'s own x/y, not WGS 84",')
+        handle.write(' "features": [')
+        separator = "\n"
+        for band in outlines(kept, read_window, threshold, transform, shape):
+            geometries = [geometry for _, geometry in band]
+            if crs_wkt:
+                geometries = to_wgs84(geometries, crs_wkt)
+            for (index, _), geometry in zip(band, geometries, strict=True):
+                region = kept[index]
+                properties = {
+                    "id": index + 1,
                     "area_m2": round(region.pixels * area, 3),
                     "pixels": region.pixels,
                     "mean_probability": round(region.mean_probability, 4),
                     "max_probability": round(region.max_probability, 4),
-                },
-            }
-        )
-    collection = {"type": "FeatureCollection", "features": items}
-    if not crs_wkt:
-        collection["note"] = "the cube carries no CRS: coordinates are the cube's own x/y, not WGS 84"
-    with open(path, "w") as handle:
-        json.dump(collection, handle)
+                }
+                feature = {"type": "Feature", "id": index + 1, "geometry": geometry, "properties": properties}
+                handle.write(separator + json.dumps(feature, separators=(",", ":")))
+                separator = ",\n"
+        handle.write("\n]}\n")
     return {
-        "polygons": len(items),
+        "polygons": len(kept),
         "regions_below_min_area": len(regions) - len(kept),
         "area_m2": round(sum(r.pixels for r in kept) * area, 1),
     }

@@ -177,6 +177,7 @@ def make_map(cfg: MapConfig, predictor=None) -> dict:
             cfg.threshold,
             georef["transform"],
             georef["crs_wkt"],
+            (height, width),
             cfg.min_area_m2,
             os.path.join(staging, FILES["geojson"]),
         )
