@@ -3,6 +3,7 @@
 python eval.py --flagfile=configs/vv_vh_dem_t1.flags --model_dir=DIR
 """
 
+import os
 import sys
 
 from absl import app, logging
@@ -17,7 +18,7 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     try:
-        evaluate.evaluate(landslide_flags.eval_config())
+        evaluate.evaluate(landslide_flags.eval_config(environ=dict(os.environ)))  # AIP_MODEL_DIR
     except (CubeError, DataError, ValueError, FileNotFoundError) as error:
         logging.error("%s", error)
         sys.exit(2)

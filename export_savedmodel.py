@@ -3,6 +3,7 @@
 python export_savedmodel.py --model_dir=DIR --export_dir=DIR [--version=N] [--checkpoint=best|last]
 """
 
+import os
 import sys
 
 from absl import app, flags, logging
@@ -25,7 +26,8 @@ def main(argv):
         logging.error("--export_dir is required (the base folder of the versions, TF Serving's --model_base_path)")
         sys.exit(2)
     try:
-        path = serving.export_saved_model(values.model_dir, values.export_dir, values.version, values.checkpoint)
+        model_dir = landslide_flags.from_environment("model_dir", environ=dict(os.environ))  # or AIP_MODEL_DIR
+        path = serving.export_saved_model(model_dir, values.export_dir, values.version, values.checkpoint)
     except (DataError, ValueError, FileNotFoundError) as error:
         logging.error("%s", error)
         sys.exit(2)

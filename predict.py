@@ -5,6 +5,7 @@ python predict.py --flagfile=configs/vv_vh_dem_t1.flags [--model_dir=DIR] [--cub
                   [--map_dir=DIR] [--map_window=512] [--map_overlap=128] [--threshold=0.5] [--overwrite]
 """
 
+import os
 import sys
 
 from absl import app, logging
@@ -18,7 +19,7 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     try:
-        summary = scene_map.make_map(landslide_flags.map_config())
+        summary = scene_map.make_map(landslide_flags.map_config(environ=dict(os.environ)))
     except (CubeError, ValueError, FileNotFoundError) as error:
         logging.error("%s", error)
         sys.exit(2)

@@ -19,8 +19,9 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     try:
-        cfg = landslide_flags.train_config(cluster=train_lib.cluster_from_environment(dict(os.environ)))
-        train_lib.train(cfg, flags_text=landslide_flags.flags_text())
+        environ = dict(os.environ)  # Vertex AI's AIP_* folders and CLUSTER_SPEC, or TF_CONFIG
+        cfg = landslide_flags.train_config(cluster=train_lib.cluster_from_environment(environ), environ=environ)
+        train_lib.train(cfg, flags_text=landslide_flags.flags_text(environ=environ))
     except (CubeError, DataError, ExportError, ValueError, FileNotFoundError) as error:
         logging.error("%s", error)
         sys.exit(2)

@@ -47,7 +47,7 @@ def manifest(trained):
 @pytest.fixture(scope="module")
 def export_dir(trained, tmp_path_factory):
     folder = tmp_path_factory.mktemp("exports") / "landslide"
-    assert serving.export_saved_model(trained.model_dir, folder) == folder / "1"
+    assert serving.export_saved_model(trained.model_dir, folder) == str(folder / "1")
     return folder
 
 

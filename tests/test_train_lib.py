@@ -760,7 +760,7 @@ def test_export_settings_that_do_not_change_the_records_are_not_compared(tiny_cu
     cfg = make_config(tiny_cube, exported_root)
     how = {"workers": 3, "progress": True, "shard_mb": 1.0, "band_rows": 32, "overwrite": True}
     manifest, folder = train_lib.ensure_records(dataclasses.replace(cfg, export=dataclasses.replace(cfg.export, **how)))
-    assert manifest["config"]["name"] == "vv_vh_dem_t2" and folder == exported_root / "records" / "vv_vh_dem_t2"
+    assert manifest["config"]["name"] == "vv_vh_dem_t2" and folder == str(exported_root / "records" / "vv_vh_dem_t2")
     mine = dataclasses.replace(cfg.export, timesteps=1, **MINE)
     manifest, _ = train_lib.ensure_records(dataclasses.replace(cfg, export=mine))
     assert manifest["channels"] == ["vv_before", "vv_after"]

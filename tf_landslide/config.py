@@ -1,5 +1,6 @@
 """Typed, frozen run configuration. Flags are parsed into these at the entry points
-(``tf_landslide.flags``); library functions take them, never absl's FLAGS."""
+(``tf_landslide.flags``); library functions take them, never absl's FLAGS. Every folder may
+be a local path or a URL (``gs://...``)."""
 
 from __future__ import annotations
 
@@ -77,6 +78,7 @@ class TrainConfig:
     cluster: str = ""  # TF_CONFIG-style JSON naming the workers ('' = this machine only)
     tensorboard_dir: str = ""  # '' = <model_dir>/logs
     checkpoint_dir: str = ""  # '' = <model_dir>/backup (BackupAndRestore)
+    savedmodel_dir: str = ""  # the chief exports a SavedModel here after training ('' = none)
 
 
 @dataclasses.dataclass(frozen=True)

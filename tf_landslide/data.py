@@ -8,13 +8,11 @@ batching decodes a whole batch in one op, which is several times faster than per
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
-from pathlib import Path
 
 import numpy as np
 
-from tf_landslide import records
+from tf_landslide import records, storage
 
 MANIFEST_NAME = "manifest.json"
 
@@ -36,16 +34,16 @@ class InputConfig:
     verify_records: bool = True
 
 
-def load_manifest(records_dir: str | os.PathLike, config: str) -> tuple[dict, Path]:
-    """The manifest of ``<records_dir>/<config>`` and that folder."""
-    folder = Path(records_dir) / config
-    path = folder / MANIFEST_NAME
-    if not path.exists():
+def load_manifest(records_dir: str | os.PathLike, config: str) -> tuple[dict, str]:
+    """The manifest of ``<records_dir>/<config>`` and that folder (a path or URL string)."""
+    folder = storage.join(records_dir, config)
+    path = storage.join(folder, MANIFEST_NAME)
+    if not storage.exists(path):
         raise DataError(
             f"no export at {folder} ({MANIFEST_NAME} missing): run "
             f"`python -m export --flagfile=configs/{config}.flags --records_dir={records_dir}` first"
         )
-    return json.loads(path.read_text()), folder
+    return storage.read_json(path), folder
 
 
 def check_manifest(manifest: dict, config: str, channels: tuple[str, ...], chip_size: int) -> None:
@@ -77,28 +75,32 @@ def check_export_settings(manifest: dict, expected: dict) -> None:
         )
 
 
-def split_files(manifest: dict, folder: Path, split: str, verify: bool) -> list[str]:
-    """Shard paths of ``split``; checks sizes (and every record's CRC when ``verify``)."""
+def split_files(manifest: dict, folder: str | os.PathLike, split: str, verify: bool) -> list[str]:
+    """Shard paths of ``split``; checks sizes (and every record's CRC when ``verify``; a remote
+    shard is downloaded to a temporary file for that, one at a time)."""
     if split not in manifest["splits"]:
-        raise DataError(f"split {split!r} is not in {folder / MANIFEST_NAME}")
+        raise DataError(f"split {split!r} is not in {storage.join(folder, MANIFEST_NAME)}")
     files = []
     for shard in manifest["splits"][split]["shards"]:
-        path = folder / shard["file"]
-        if not path.exists():
+        path = storage.join(folder, shard["file"])
+        if not storage.exists(path):
             raise DataError(f"shard {path} listed in the manifest is missing: re-run the export")
-        if path.stat().st_size != shard["bytes"]:
+        size = storage.size(path)
+        if size != shard["bytes"]:
             raise DataError(
-                f"shard {path} is {path.stat().st_size} bytes but the manifest says {shard['bytes']}: "
+                f"shard {path} is {size} bytes but the manifest says {shard['bytes']}: "
                 "it is truncated or was changed; re-run the export with --overwrite"
             )
         if verify:
+            local = path
             try:
-                count = records.count_records(path, manifest["records"]["compression"])
+                with storage.local_input(path) as local:
+                    count = records.count_records(local, manifest["records"]["compression"])
             except records.CorruptShardError as error:
-                raise DataError(str(error)) from error
+                raise DataError(str(error).replace(str(local), str(path))) from error
             if count != shard["records"]:
                 raise DataError(f"shard {path} holds {count} records, the manifest says {shard['records']}")
-        files.append(str(path))
+        files.append(path)
     if not files:
         raise DataError(f"the {split} split of {folder} holds no chips: export more of the cube or change --split")
     return files
@@ -138,7 +140,13 @@ def augment_batch(image, label, seed):
 
 
 def make_dataset(
-    manifest: dict, folder: Path, split: str, cfg: InputConfig, training: bool, workers: int = 1, replicas: int = 1
+    manifest: dict,
+    folder: str | os.PathLike,
+    split: str,
+    cfg: InputConfig,
+    training: bool,
+    workers: int = 1,
+    replicas: int = 1,
 ):
     """Batches of (standardised image [N,H,W,C] float32, label [N,H,W,1] float32).
 

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import logging
-from pathlib import Path
 
 import numpy as np
 
-from tf_landslide import data, plots, train_lib
+from tf_landslide import data, plots, storage, train_lib
 from tf_landslide.config import EvalConfig
 from tf_landslide.cube.channels import resolve_channel_config
 from tf_landslide.metrics import PixelCurve
@@ -21,14 +19,14 @@ def evaluate(cfg: EvalConfig) -> dict:
     config = resolve_channel_config(cfg.export.config, cfg.export.channels, cfg.export.timesteps)
     manifest, folder = data.load_manifest(cfg.export.records_dir, config.name)
     data.check_manifest(manifest, config.name, config.channels, cfg.export.chip_size)
-    trained_on = Path(cfg.model_dir) / "manifest.json"
-    if trained_on.exists():
-        fingerprint = json.loads(trained_on.read_text())["fingerprint"]
+    trained_on = storage.join(cfg.model_dir, "manifest.json")
+    if storage.exists(trained_on):
+        fingerprint = storage.read_json(trained_on)["fingerprint"]
         if fingerprint != manifest["fingerprint"]:
             raise data.DataError(
                 f"{cfg.model_dir} was trained on another export than {folder} (fingerprint {fingerprint[:12]} vs "
                 f"{manifest['fingerprint'][:12]}): its normalisation and splits differ. Evaluate with the flags it "
-                f"was trained with (--flagfile={Path(cfg.model_dir) / 'flags.txt'})"
+                f"was trained with (--flagfile={storage.join(cfg.model_dir, 'flags.txt')})"
             )
     model = train_lib.load_trained_model(cfg.model_dir, cfg.checkpoint)
     dataset = data.make_dataset(manifest, folder, cfg.split, cfg.input, training=False)
@@ -50,9 +48,9 @@ def evaluate(cfg: EvalConfig) -> dict:
         model_dir=str(cfg.model_dir),
         metric_note="pr_auc is the exact average precision over all pixels of the split (as sklearn computes it)",
     )
-    out = Path(cfg.model_dir) / "eval"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    out = storage.join(cfg.model_dir, "eval")
+    storage.makedirs(out)
+    storage.write_json(storage.join(out, "metrics.json"), metrics)
     recall, precision = curve.pr_points()
     plots.pr_curve(
         recall,
@@ -60,13 +58,13 @@ def evaluate(cfg: EvalConfig) -> dict:
         metrics["pr_auc"],
         metrics["positive_fraction"],
         f"{config.name}, {cfg.split} split ({metrics['chips']} chips)",
-        out / "pr_curve.png",
+        storage.join(out, "pr_curve.png"),
     )
     plots.prediction_panel(
         np.array(panel_probabilities),
         np.array(panel_labels),
         f"{config.name}: predicted (top) vs ground truth (bottom)",
-        out / "predictions.png",
+        storage.join(out, "predictions.png"),
     )
     log.info(
         "%s %s: PR-AUC %.4f (baseline %.4f), ROC-AUC %.4f, best F1 %.3f at %.2f, IoU@%.2f %.3f",

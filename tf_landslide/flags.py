@@ -3,11 +3,17 @@
 One flagfile drives export, training and evaluation: ``configs/*.flags`` set these flags
 and the entry points (``python -m export``, ``train.py``, ``eval.py``) read them. Importing
 this module defines the flags; nothing else in the library reads them.
+
+Vertex AI's job contract is honoured here too, from the ``environ`` the entry points pass in
+(the library never reads the environment): a folder flag not set on the command line or in a
+flagfile takes its Vertex AI variable when that is set (see ``VERTEX_ENVIRONMENT``), and
+``--export_savedmodel`` defaults to on when the model folder is ``AIP_MODEL_DIR``.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 
 from absl import flags
 
@@ -134,7 +140,31 @@ flags.DEFINE_enum(
     "imagenet downloads pretrained encoder "
     "weights (needs internet); with C != 3 channels the first layers are adapted as smp does.",
 )
-flags.DEFINE_string("model_dir", "runs/model", "Where the trained model, its flags, manifest, history and metrics go.")
+flags.DEFINE_string(
+    "model_dir",
+    "runs/model",
+    "Where the trained model, its flags, manifest, history and metrics go (a path or a gs:// URL). "
+    "Default under Vertex AI: AIP_MODEL_DIR.",
+)
+flags.DEFINE_string(
+    "checkpoint_dir",
+    "",
+    "BackupAndRestore folder, from which a killed or preempted run resumes (a path or a gs:// URL). "
+    "Default: AIP_CHECKPOINT_DIR under Vertex AI, else <model_dir>/backup.",
+)
+flags.DEFINE_string(
+    "tensorboard_dir",
+    "",
+    "TensorBoard log folder (a path or a gs:// URL). Default: AIP_TENSORBOARD_LOG_DIR under Vertex AI, "
+    "else <model_dir>/logs.",
+)
+flags.DEFINE_bool(
+    "export_savedmodel",
+    None,
+    "After training, the chief exports the best model as a SavedModel directly into --model_dir "
+    "(saved_model.pb beside the run's files), as Vertex AI's model upload expects. "
+    "Default: on when --model_dir comes from AIP_MODEL_DIR, else off.",
+)
 flags.DEFINE_integer("epochs", 100, "Training epochs (the paper: 100).")
 flags.DEFINE_float("learning_rate", 0.01, "Initial Adam learning rate (the paper: 0.01).")
 flags.DEFINE_float("weight_decay", 1e-4, "Weight decay (the paper: 1e-4).")
@@ -163,6 +193,34 @@ flags.DEFINE_integer("map_overlap", 128, "Overlap of neighbouring windows (pixel
 flags.DEFINE_integer("map_batch_size", 4, "Windows predicted at once.")
 flags.DEFINE_list("map_outputs", "geotiff,zarr,png,geojson", "Map outputs to write: geotiff, zarr, png, geojson.")
 flags.DEFINE_float("min_area_m2", 0.0, "GeoJSON polygons smaller than this area (m2) are left out.")
+
+
+# Folder flags that Vertex AI's custom-job variables set when the flag itself is not given.
+VERTEX_ENVIRONMENT = {
+    "model_dir": "AIP_MODEL_DIR",
+    "checkpoint_dir": "AIP_CHECKPOINT_DIR",
+    "tensorboard_dir": "AIP_TENSORBOARD_LOG_DIR",
+}
+
+
+def _explicit(values, name: str) -> bool:
+    """Whether the flag was given on the command line or in a flagfile."""
+    return bool(values[name].present)
+
+
+def from_environment(name: str, values=FLAGS, environ: Mapping[str, str] | None = None) -> str:
+    """A folder flag's value: given explicitly, else its Vertex AI variable when set, else its default."""
+    variable = (environ or {}).get(VERTEX_ENVIRONMENT[name], "")
+    if variable and not _explicit(values, name):
+        return variable
+    return getattr(values, name)
+
+
+def export_savedmodel(values=FLAGS, environ: Mapping[str, str] | None = None) -> bool:
+    """--export_savedmodel as given, else whether the model folder comes from AIP_MODEL_DIR."""
+    if values.export_savedmodel is not None:
+        return bool(values.export_savedmodel)
+    return bool((environ or {}).get("AIP_MODEL_DIR")) and not _explicit(values, "model_dir")
 
 
 def cube_config(values=FLAGS) -> CubeConfig:
@@ -219,15 +277,17 @@ def input_config(values=FLAGS) -> InputConfig:
     )
 
 
-def train_config(values=FLAGS, cluster: str = "") -> TrainConfig:
-    """The training configuration; ``cluster`` is TF_CONFIG-style JSON from the environment."""
+def train_config(values=FLAGS, cluster: str = "", environ: Mapping[str, str] | None = None) -> TrainConfig:
+    """The training configuration; ``cluster`` is TF_CONFIG-style JSON from the environment,
+    ``environ`` the environment itself (for Vertex AI's AIP_* folders)."""
     if values.batch_size < 1 or values.epochs < 1:
         raise ValueError(f"--batch_size={values.batch_size} and --epochs={values.epochs} must be >= 1")
+    model_dir = from_environment("model_dir", values, environ)
     return TrainConfig(
         export=export_config(values),
         input=input_config(values),
         model=ModelConfig(values.arch, values.backbone, values.encoder_weights),
-        model_dir=values.model_dir,
+        model_dir=model_dir,
         epochs=values.epochs,
         learning_rate=values.learning_rate,
         weight_decay=values.weight_decay,
@@ -239,14 +299,17 @@ def train_config(values=FLAGS, cluster: str = "") -> TrainConfig:
         jit_compile=values.jit_compile,
         seed=values.seed,
         cluster=cluster,
+        tensorboard_dir=from_environment("tensorboard_dir", values, environ),
+        checkpoint_dir=from_environment("checkpoint_dir", values, environ),
+        savedmodel_dir=model_dir if export_savedmodel(values, environ) else "",
     )
 
 
-def eval_config(values=FLAGS) -> EvalConfig:
+def eval_config(values=FLAGS, environ: Mapping[str, str] | None = None) -> EvalConfig:
     return EvalConfig(
         export=export_config(values),
         input=input_config(values),
-        model_dir=values.model_dir,
+        model_dir=from_environment("model_dir", values, environ),
         split=values.split_to_evaluate,
         threshold=values.threshold,
         checkpoint=values.checkpoint,
@@ -254,11 +317,11 @@ def eval_config(values=FLAGS) -> EvalConfig:
     )
 
 
-def map_config(values=FLAGS) -> MapConfig:
+def map_config(values=FLAGS, environ: Mapping[str, str] | None = None) -> MapConfig:
     return MapConfig(
         cube=cube_config(values),
-        model_dir=values.model_dir,
-        config=values.config if values["config"].present else "",
+        model_dir=from_environment("model_dir", values, environ),
+        config=values.config if _explicit(values, "config") else "",
         checkpoint=values.checkpoint,
         map_dir=values.map_dir,
         window=values.map_window,
@@ -271,6 +334,18 @@ def map_config(values=FLAGS) -> MapConfig:
     )
 
 
-def flags_text(values=FLAGS) -> str:
-    """This project's flags with their values, as a flagfile that reproduces the run."""
-    return "\n".join(flag.serialize() for flag in values.get_flags_for_module(__name__) if flag.serialize()) + "\n"
+def flags_text(values=FLAGS, environ: Mapping[str, str] | None = None) -> str:
+    """This project's flags with their values, as a flagfile that reproduces the run (folders
+    taken from Vertex AI's variables written out as the flags they stood for)."""
+    lines = []
+    for flag in values.get_flags_for_module(__name__):
+        if flag.name in VERTEX_ENVIRONMENT:
+            value = from_environment(flag.name, values, environ)
+            line = f"--{flag.name}={value}" if value != flag.value else flag.serialize()
+        elif flag.name == "export_savedmodel":
+            line = f"--export_savedmodel={str(export_savedmodel(values, environ)).lower()}"
+        else:
+            line = flag.serialize()
+        if line:
+            lines.append(line)
+    return "\n".join(lines) + "\n"

@@ -6,6 +6,17 @@ import os
 
 import numpy as np
 
+from tf_landslide import storage
+
+
+def _save(fig, path, dpi: int) -> None:
+    """Save ``fig`` to ``path`` (a local path or a URL), complete or not at all, and close it."""
+    try:
+        with storage.local_output(path) as local:
+            fig.savefig(local, dpi=dpi)
+    finally:
+        _pyplot().close(fig)
+
 
 def _pyplot():
     import matplotlib
@@ -32,8 +43,7 @@ def pr_curve(
     ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02), title=title)
     ax.legend(loc="upper right")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(fig, path, dpi=120)
 
 
 def prediction_panel(probabilities: np.ndarray, labels: np.ndarray, title: str, path: str | os.PathLike) -> None:
@@ -52,8 +62,7 @@ def prediction_panel(probabilities: np.ndarray, labels: np.ndarray, title: str, 
     axes[1, 0].set_ylabel("ground truth")
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path, dpi=110)
 
 
 def study_figure(rows: list[dict], path: str | os.PathLike) -> None:
@@ -79,8 +88,7 @@ def study_figure(rows: list[dict], path: str | os.PathLike) -> None:
     ax.set(xlabel="SAR timesteps before/after the event", ylabel="test PR-AUC", xticks=[1, 2, 3, 4], ylim=(0, 1))
     ax.legend(loc="lower right", bbox_to_anchor=(1.0, 0.15), fontsize="small")  # between baseline and DEM
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(fig, path, dpi=120)
 
 
 def scene_quicklook(
@@ -110,5 +118,4 @@ def scene_quicklook(
     ax.set_title(f"{title}\n{subtitle}; pixels >= {threshold:g} are called landslide", fontsize="small")
     fig.colorbar(image, ax=ax, fraction=0.035, pad=0.02, label="landslide probability")
     fig.tight_layout()
-    fig.savefig(path, dpi=150)
-    plt.close(fig)
+    _save(fig, path, dpi=150)

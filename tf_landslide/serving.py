@@ -21,7 +21,13 @@ since it standardises to 0 like NaN does: ``rest_request_body(..., missing="mean
 means are in ``assets.extra/tf_landslide.json``.
 
 The version folder is written under a temporary (non-numeric) name and renamed when complete,
-so a TF Serving instance polling ``export_dir`` never loads a half-written version. It holds
+so a TF Serving instance polling ``export_dir`` never loads a half-written version. On a URL
+(``gs://...``) the version is written locally and uploaded file by file, ``saved_model.pb``
+last: TF Serving loads a version only once that file exists.
+
+``export_flat(model_dir, target)`` writes the SavedModel files directly into ``target`` (no
+version folder), as Vertex AI's model upload and its prebuilt TensorFlow serving containers
+expect of a model's artifact folder (``AIP_MODEL_DIR``); again ``saved_model.pb`` comes last. It holds
 ``assets.extra/tf_serving_warmup_requests`` (one PredictionLog per signature, zero-filled
 chips; skipped with a warning when tensorflow-serving-api is not installed) and
 ``assets.extra/tf_landslide.json`` (provenance: channels, normalisation, chip size,
@@ -37,12 +43,12 @@ import json
 import logging
 import os
 import shutil
-from pathlib import Path
+import tempfile
 
 import numpy as np
 
 import tf_landslide
-from tf_landslide import data, models, records, train_lib
+from tf_landslide import data, models, records, storage, train_lib
 
 log = logging.getLogger("tf_landslide.serving")
 
@@ -51,6 +57,7 @@ SERVING_DEFAULT, PREDICT_EXAMPLES = "serving_default", "predict_examples"
 INPUT_CHANNELS, INPUT_EXAMPLES, OUTPUT = "channels", "examples", "probability"
 ASSETS_EXTRA = "assets.extra"
 WARMUP_FILE, PROVENANCE_FILE = "tf_serving_warmup_requests", "tf_landslide.json"
+SAVED_MODEL_PB = "saved_model.pb"  # TF Serving (and Vertex AI) take a folder holding it as a complete model
 CHECKPOINTS = ("best", "last")
 MISSING_MODES = ("nan", "mean")
 # The SavedModel's graph must reproduce the Keras model to float32 round-off.
@@ -66,10 +73,11 @@ class ServingExportError(ValueError):
 
 def existing_versions(export_dir: str | os.PathLike) -> list[int]:
     """The numeric version folders of ``export_dir`` (what TF Serving would load), sorted."""
-    folder = Path(export_dir)
-    if not folder.is_dir():
-        return []
-    return sorted(int(p.name) for p in folder.iterdir() if p.is_dir() and p.name.isdigit())
+    return sorted(
+        int(name)
+        for name in storage.listdir(export_dir)
+        if name.isdigit() and storage.isdir(storage.join(export_dir, name))
+    )
 
 
 def next_version(export_dir: str | os.PathLike) -> int:
@@ -77,19 +85,19 @@ def next_version(export_dir: str | os.PathLike) -> int:
     return versions[-1] + 1 if versions else 1
 
 
-def _version_dir(export_dir: Path, version: int | None) -> Path:
+def _version_dir(export_dir: str, version: int | None) -> tuple[str, int]:
     if version is None:
         version = next_version(export_dir)
     elif isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise ServingExportError(f"--version={version!r} must be a positive integer")
-    target = export_dir / str(version)
+    target = storage.join(export_dir, str(version))
     # Any existing entry of that name, numeric padding aside ("01" is version 1 for TF Serving).
-    if target.exists() or version in existing_versions(export_dir):
+    if storage.exists(target) or version in existing_versions(export_dir):
         raise ServingExportError(
             f"version {version} already exists in {export_dir}: versions are never overwritten; "
             f"omit --version to write version {next_version(export_dir)}, or delete the old one"
         )
-    return target
+    return target, version
 
 
 # --- the serving graph ----------------------------------------------------------------------
@@ -195,11 +203,11 @@ def _serving_module(model, manifest: dict):
     return module
 
 
-def _serving_model(model_dir: Path, which: str, manifest: dict):
+def _serving_model(model_dir: str, which: str, manifest: dict):
     """The trained model rebuilt with free spatial dimensions (None, None, C), and the trained
     fixed-size model it copies its weights from."""
-    trained = train_lib.load_trained_model(str(model_dir), which)
-    saved = json.loads((model_dir / "train_config.json").read_text())["model"]
+    trained = train_lib.load_trained_model(model_dir, which)
+    saved = storage.read_json(storage.join(model_dir, "train_config.json"))["model"]
     # Weights come from the checkpoint: never download ImageNet weights again here.
     config = dataclasses.replace(models.ModelConfig(**saved), encoder_weights="")
     model = models.build_model(config, len(manifest["channels"]), None)
@@ -285,7 +293,8 @@ def rest_request_body(
     return json.dumps(body, allow_nan=missing == "nan")
 
 
-def _write_warmup(folder: Path, manifest: dict, model_name: str) -> bool:
+def _write_warmup(folder: str | os.PathLike, manifest: dict, model_name: str) -> bool:
+    """Warm-up requests into the local folder ``folder`` (False when tensorflow-serving-api is missing)."""
     try:
         from tensorflow_serving.apis import prediction_log_pb2
     except ImportError:
@@ -302,28 +311,28 @@ def _write_warmup(folder: Path, manifest: dict, model_name: str) -> bool:
         zeros[0].astype(dtype), np.zeros((chip, chip), np.uint8), channels, 0, 0, (0.0, 0.0), "test"
     )
     requests = [grpc_predict_request(zeros, model_name), grpc_examples_request([example], model_name)]
-    folder.mkdir(parents=True, exist_ok=True)
-    with tf.io.TFRecordWriter(str(folder / WARMUP_FILE)) as writer:
+    os.makedirs(folder, exist_ok=True)
+    with tf.io.TFRecordWriter(os.path.join(folder, WARMUP_FILE)) as writer:
         for request in requests:
             entry = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
             writer.write(entry.SerializeToString())
     return True
 
 
-def _sha256(path: Path) -> str:
+def _sha256(path: str) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
+    with storage.open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
 
 
-def _provenance(model_dir: Path, which: str, manifest: dict, version: int, self_check: float) -> dict:
+def _provenance(model_dir: str, which: str, manifest: dict, version: int | None, self_check: float) -> dict:
     import tensorflow as tf
 
     mean, std = data.normalisation(manifest)
-    saved = json.loads((model_dir / "train_config.json").read_text())
-    weights = model_dir / (train_lib.BEST_MODEL if which == "best" else train_lib.LAST_MODEL)
+    saved = storage.read_json(storage.join(model_dir, "train_config.json"))
+    weights = train_lib.weights_path(model_dir, which)
     return {
         "version": version,
         "exported_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
@@ -339,9 +348,9 @@ def _provenance(model_dir: Path, which: str, manifest: dict, version: int, self_
             "applied": "(x - mean_used) / std_used per channel, then NaN -> 0, inside the graph",
         },
         "model": saved["model"],
-        "model_dir": str(model_dir.resolve()),
+        "model_dir": storage.absolute(model_dir),
         "checkpoint": which,
-        "weights_file": weights.name,
+        "weights_file": storage.basename(weights),
         "weights_sha256": _sha256(weights),
         "self_check_max_abs_error": self_check,
         "signatures": {
@@ -362,25 +371,21 @@ def _provenance(model_dir: Path, which: str, manifest: dict, version: int, self_
 # --- the export -----------------------------------------------------------------------------
 
 
-def export_saved_model(
-    model_dir: str | os.PathLike, export_dir: str | os.PathLike, version: int | None = None, which: str = "best"
-) -> Path:
-    """Write the trained model of ``model_dir`` as ``<export_dir>/<version>/``; return that folder.
-
-    ``version`` defaults to one more than the highest existing numeric version (1 at first);
-    an existing version is an error, never overwritten. ``which`` is the checkpoint: 'best'
-    (validation PR-AUC) or 'last'.
-    """
-    import tensorflow as tf
-
+def _check_checkpoint(which: str) -> None:
     if which not in CHECKPOINTS:
         raise ServingExportError(f"--checkpoint={which!r}; choose one of {list(CHECKPOINTS)}")
-    model_dir, export_dir = Path(model_dir), Path(export_dir)
-    target = _version_dir(export_dir, version)
-    manifest_path = model_dir / data.MANIFEST_NAME
-    if not manifest_path.exists() or not (model_dir / "train_config.json").exists():
+
+
+def _trained_manifest(model_dir: str) -> dict:
+    manifest_path = storage.join(model_dir, data.MANIFEST_NAME)
+    if not storage.exists(manifest_path) or not storage.exists(storage.join(model_dir, "train_config.json")):
         raise FileNotFoundError(f"no trained model in {model_dir} (train_config.json or manifest.json missing)")
-    manifest = json.loads(manifest_path.read_text())
+    return storage.read_json(manifest_path)
+
+
+def _write_saved_model(model_dir: str, which: str, manifest: dict, folder: str, version: int | None) -> float:
+    """The SavedModel and its assets.extra into the local folder ``folder``; the self-check's error."""
+    import tensorflow as tf
 
     model, trained = _serving_model(model_dir, which, manifest)
     module = _serving_module(model, manifest)
@@ -389,28 +394,95 @@ def export_saved_model(
         PREDICT_EXAMPLES: module.predict_examples.get_concrete_function(),
     }
     error = _self_check(signatures[SERVING_DEFAULT], trained, manifest)
+    tf.saved_model.save(module, folder, signatures=signatures)
+    assets = os.path.join(folder, ASSETS_EXTRA)
+    os.makedirs(assets, exist_ok=True)
+    _write_warmup(assets, manifest, manifest["config"]["name"])
+    provenance = _provenance(model_dir, which, manifest, version, error)
+    storage.write_json(os.path.join(assets, PROVENANCE_FILE), provenance)
+    return error
 
-    export_dir.mkdir(parents=True, exist_ok=True)
-    partial = export_dir / f".partial-{target.name}-{os.getpid()}"
-    shutil.rmtree(partial, ignore_errors=True)
+
+def _scratch_beside(destination: str, name: str) -> str:
+    """A fresh local folder to write into: beside ``destination`` when it is local (so a rename
+    publishes it), else a temporary folder (uploaded afterwards)."""
+    local = storage.local_path(destination)
+    if local is None:
+        return tempfile.mkdtemp(prefix="tf_landslide-savedmodel-")
+    os.makedirs(local, exist_ok=True)
+    folder = os.path.join(local, f".partial-{name}-{os.getpid()}")
+    shutil.rmtree(folder, ignore_errors=True)
+    return folder
+
+
+def export_saved_model(
+    model_dir: str | os.PathLike, export_dir: str | os.PathLike, version: int | None = None, which: str = "best"
+) -> str:
+    """Write the trained model of ``model_dir`` as ``<export_dir>/<version>/``; return that folder.
+
+    ``version`` defaults to one more than the highest existing numeric version (1 at first);
+    an existing version is an error, never overwritten. ``which`` is the checkpoint: 'best'
+    (validation PR-AUC) or 'last'. Both folders may be URLs.
+    """
+    _check_checkpoint(which)
+    model_dir, export_dir = os.fspath(model_dir), os.fspath(export_dir)
+    target, version = _version_dir(export_dir, version)
+    manifest = _trained_manifest(model_dir)
+    partial = _scratch_beside(export_dir, str(version))
     try:
-        tf.saved_model.save(module, str(partial), signatures=signatures)
-        assets = partial / ASSETS_EXTRA
-        assets.mkdir(parents=True, exist_ok=True)
-        _write_warmup(assets, manifest, manifest["config"]["name"])
-        provenance = _provenance(model_dir, which, manifest, int(target.name), error)
-        (assets / PROVENANCE_FILE).write_text(json.dumps(provenance, indent=1))
-        try:
-            # Fails if another export created the version meanwhile (a non-empty folder).
-            os.rename(partial, target)
-        except OSError as rename_error:
-            raise ServingExportError(f"version {target.name} appeared in {export_dir} during the export") from (
-                rename_error
-            )
+        error = _write_saved_model(model_dir, which, manifest, partial, version)
+        appeared = ServingExportError(f"version {version} appeared in {export_dir} during the export")
+        local_target = storage.local_path(target)
+        if local_target is not None:
+            try:
+                # Fails if another export created the version meanwhile (a non-empty folder).
+                os.rename(partial, local_target)
+            except OSError as rename_error:
+                raise appeared from rename_error
+        else:
+            if storage.exists(target):
+                raise appeared
+            storage.upload_tree(partial, target, last=(SAVED_MODEL_PB,))
     finally:
         shutil.rmtree(partial, ignore_errors=True)
     log.info(
         "exported %s (%s checkpoint of %s) to %s; serving graph vs Keras max abs difference %.1e",
+        manifest["config"]["name"],
+        which,
+        model_dir,
+        target,
+        error,
+    )
+    return target
+
+
+def export_flat(model_dir: str | os.PathLike, target: str | os.PathLike, which: str = "best") -> str:
+    """Write the trained model of ``model_dir`` as a SavedModel directly into the folder ``target``
+    (``target/saved_model.pb``, ``target/variables/``...; no version folder), as Vertex AI's model
+    upload expects of ``AIP_MODEL_DIR``. ``target`` may already hold other files (the run's own,
+    when it is the model folder): their names do not collide. ``saved_model.pb`` is published
+    last; a folder that already holds one is an error."""
+    _check_checkpoint(which)
+    model_dir, target = os.fspath(model_dir), os.fspath(target)
+    if storage.exists(storage.join(target, SAVED_MODEL_PB)):
+        raise ServingExportError(f"{target} already holds a SavedModel: delete it or export elsewhere")
+    manifest = _trained_manifest(model_dir)
+    partial = _scratch_beside(target, "savedmodel")
+    try:
+        error = _write_saved_model(model_dir, which, manifest, partial, None)
+        local_target = storage.local_path(target)
+        if local_target is not None:
+            for name in sorted(os.listdir(partial), key=lambda entry: entry == SAVED_MODEL_PB):
+                destination = os.path.join(local_target, name)
+                if os.path.isdir(destination):  # left by an export that died before its saved_model.pb
+                    shutil.rmtree(destination)
+                os.replace(os.path.join(partial, name), destination)
+        else:
+            storage.upload_tree(partial, target, last=(SAVED_MODEL_PB,))
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    log.info(
+        "exported %s (%s checkpoint of %s) as a SavedModel into %s; serving graph vs Keras max abs difference %.1e",
         manifest["config"]["name"],
         which,
         model_dir,

@@ -9,14 +9,14 @@ a crash in one is reported without losing the others.
 from __future__ import annotations
 
 import csv
-import json
 import logging
+import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from tf_landslide import plots
+from tf_landslide import plots, storage
 from tf_landslide.cube.channels import study_configs
 
 log = logging.getLogger("tf_landslide.study")
@@ -38,12 +38,13 @@ COLUMNS = (
 
 
 def run_study(configs: list[str], study_dir: str | Path, overrides: list[str], repo: str | Path) -> list[dict]:
-    """Train and evaluate each configuration; write results.csv, results.md and figure4.png."""
-    study_dir, repo = Path(study_dir), Path(repo)
+    """Train and evaluate each configuration; write results.csv, results.md and figure4.png.
+    ``study_dir`` may be a URL (gs://...); ``repo`` is the local checkout holding the scripts."""
+    study_dir, repo = os.fspath(study_dir), Path(repo)
     unknown = [c for c in configs if not (repo / "configs" / f"{c}.flags").exists()]
     if unknown:
         raise ValueError(f"no flagfile for {unknown} in {repo / 'configs'}; known: {sorted(study_configs())}")
-    study_dir.mkdir(parents=True, exist_ok=True)
+    storage.makedirs(study_dir)
     rows = []
     for config in configs:
         rows.append(_run_one(config, study_dir, overrides, repo))
@@ -51,8 +52,8 @@ def run_study(configs: list[str], study_dir: str | Path, overrides: list[str], r
     return rows
 
 
-def _run_one(config: str, study_dir: Path, overrides: list[str], repo: Path) -> dict:
-    model_dir = study_dir / config
+def _run_one(config: str, study_dir: str, overrides: list[str], repo: Path) -> dict:
+    model_dir = storage.join(study_dir, config)
     common = [f"--flagfile={repo / 'configs' / f'{config}.flags'}", f"--model_dir={model_dir}", *overrides]
     started = time.perf_counter()
     status = "ok"
@@ -71,10 +72,10 @@ def _run_one(config: str, study_dir: Path, overrides: list[str], repo: Path) -> 
         "minutes": round((time.perf_counter() - started) / 60, 2),
         "status": status,
     }
-    metrics_path = model_dir / "eval" / "metrics.json"
-    if status == "ok" and metrics_path.exists():
-        metrics = json.loads(metrics_path.read_text())
-        summary = json.loads((model_dir / "train_summary.json").read_text())
+    metrics_path = storage.join(model_dir, "eval", "metrics.json")
+    if status == "ok" and storage.exists(metrics_path):
+        metrics = storage.read_json(metrics_path)
+        summary = storage.read_json(storage.join(model_dir, "train_summary.json"))
         row.update(
             {k: metrics[k] for k in ("pr_auc", "positive_fraction", "roc_auc", "best_f1", "iou")},
             test_chips=metrics["chips"],
@@ -83,8 +84,8 @@ def _run_one(config: str, study_dir: Path, overrides: list[str], repo: Path) -> 
     return row
 
 
-def write_results(rows: list[dict], study_dir: Path) -> None:
-    with open(study_dir / "results.csv", "w", newline="") as handle:
+def write_results(rows: list[dict], study_dir: str | os.PathLike) -> None:
+    with storage.open(storage.join(study_dir, "results.csv"), "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=COLUMNS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
@@ -95,6 +96,6 @@ def write_results(rows: list[dict], study_dir: Path) -> None:
             for c in COLUMNS
         ]
         lines.append("| " + " | ".join(cells) + " |")
-    (study_dir / "results.md").write_text("\n".join(lines) + "\n")
+    storage.write_text(storage.join(study_dir, "results.md"), "\n".join(lines) + "\n")
     finished = [r for r in rows if "pr_auc" in r]
-    plots.study_figure(finished, study_dir / "figure4.png")
+    plots.study_figure(finished, storage.join(study_dir, "figure4.png"))

@@ -22,12 +22,12 @@ import functools
 import json
 import logging
 import math
+import os
 import shutil
 import tempfile
 import time
-from pathlib import Path
 
-from tf_landslide import data, export, models
+from tf_landslide import data, export, models, storage
 from tf_landslide.config import TrainConfig
 from tf_landslide.cube.channels import resolve_channel_config
 
@@ -147,7 +147,7 @@ def _callback_base():
     return tf.keras.callbacks.Callback
 
 
-def torch_plateau(factor: float, patience: int, threshold: float, state_path: Path | None, write: bool = True):
+def torch_plateau(factor: float, patience: int, threshold: float, state_path: str | None, write: bool = True):
     """ReduceLROnPlateau with PyTorch's semantics (mode min, relative threshold) on 'loss'.
 
     Its state (best loss, bad epochs) is saved each epoch beside the BackupAndRestore
@@ -162,8 +162,8 @@ def torch_plateau(factor: float, patience: int, threshold: float, state_path: Pa
             self.best, self.bad_epochs = math.inf, 0
 
         def on_train_begin(self, logs=None):
-            if state_path and state_path.exists():
-                state = json.loads(state_path.read_text())
+            if state_path and storage.exists(state_path):
+                state = storage.read_json(state_path)
                 self.best, self.bad_epochs = state["best"], state["bad_epochs"]
 
         def on_epoch_end(self, epoch, logs=None):
@@ -180,17 +180,16 @@ def torch_plateau(factor: float, patience: int, threshold: float, state_path: Pa
                     log.info("epoch %d: reducing learning rate to %.1e", epoch + 1, new_lr)
                 self.bad_epochs = 0
             if state_path and write:
-                state_path.parent.mkdir(parents=True, exist_ok=True)
-                state_path.write_text(json.dumps({"best": self.best, "bad_epochs": self.bad_epochs}))
+                storage.write_json(state_path, {"best": self.best, "bad_epochs": self.bad_epochs}, indent=None)
 
         def on_train_end(self, logs=None):
             if state_path and write:
-                state_path.unlink(missing_ok=True)
+                storage.remove(state_path)
 
     return TorchPlateau()
 
 
-def history_writer(path: Path):
+def history_writer(path: str):
     """Append each epoch's logs to a CSV; on resume, drop rows of epochs about to be redone.
 
     It runs before BackupAndRestore, so a row is on disk before its epoch's backup: a kill
@@ -203,31 +202,30 @@ def history_writer(path: Path):
             self.first = True
 
         def on_epoch_begin(self, epoch, logs=None):
-            if self.first and path.exists():
-                with open(path) as handle:
-                    rows = [r for r in csv.DictReader(handle) if int(r["epoch"]) < epoch]
-                _write_rows(path, rows)
+            if self.first and storage.exists(path):
+                _write_rows(path, [r for r in _read_rows(path) if int(r["epoch"]) < epoch])
             self.first = False
 
         def on_epoch_end(self, epoch, logs=None):
-            rows = []
-            if path.exists():
-                with open(path) as handle:
-                    rows = list(csv.DictReader(handle))
+            rows = _read_rows(path) if storage.exists(path) else []
             rows.append({"epoch": epoch, **{k: float(v) for k, v in (logs or {}).items()}})
             _write_rows(path, rows)
 
     return HistoryWriter()
 
 
-def _write_rows(path: Path, rows: list[dict]) -> None:
+def _read_rows(path: str) -> list[dict]:
+    with storage.open(path, "r", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _write_rows(path: str, rows: list[dict]) -> None:
+    """The whole file, replaced in one step (a rename, or one upload)."""
     fields = list(dict.fromkeys(k for row in rows for k in row)) or ["epoch"]
-    partial = path.with_name(path.name + ".partial")
-    with open(partial, "w", newline="") as handle:
+    with storage.open(path, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=fields)
         writer.writeheader()
         writer.writerows(rows)
-    partial.replace(path)
 
 
 def epoch_line(train_chips: int, epochs: int):
@@ -262,11 +260,11 @@ def epoch_line(train_chips: int, epochs: int):
 # --- the run ----------------------------------------------------------------------------------
 
 
-def ensure_records(cfg: TrainConfig) -> tuple[dict, Path]:
+def ensure_records(cfg: TrainConfig) -> tuple[dict, str]:
     """The export's manifest, running the export first if the records do not exist yet."""
     config = resolve_channel_config(cfg.export.config, cfg.export.channels, cfg.export.timesteps)
-    folder = Path(cfg.export.records_dir) / config.name
-    if not (folder / data.MANIFEST_NAME).exists():
+    folder = storage.join(cfg.export.records_dir, config.name)
+    if not storage.exists(storage.join(folder, data.MANIFEST_NAME)):
         if cluster_workers(cfg.cluster) > 1:
             raise data.DataError(
                 f"no records at {folder}: run `python -m export` with the same flags once, before starting the workers"
@@ -284,13 +282,39 @@ def _write_dir(model_dir: str, chief: bool) -> str:
     return model_dir if chief else tempfile.mkdtemp(prefix="worker-")
 
 
+def backup_dir(cfg: TrainConfig) -> str:
+    """BackupAndRestore's folder: --checkpoint_dir (Vertex AI's AIP_CHECKPOINT_DIR), else <model_dir>/backup.
+    Every worker names the same one; Keras redirects the non-chief's writes."""
+    return cfg.checkpoint_dir or storage.join(cfg.model_dir, "backup")
+
+
+def publish_file(local: str, destination: str):
+    """A callback that moves the file ``local``, when an earlier callback of the epoch wrote it,
+    to ``destination`` in one step (a rename, or one upload): ModelCheckpoint writes its HDF5
+    file in place, so it writes to a local scratch file and this publishes it complete."""
+
+    class PublishFile(_callback_base()):
+        def on_epoch_end(self, epoch, logs=None):
+            if os.path.exists(local):
+                storage.put_file(local, destination)
+                os.remove(local)
+
+    return PublishFile()
+
+
 def train(cfg: TrainConfig, flags_text: str = "") -> dict:
-    """Train ``cfg``'s model on its export; return the training summary (also in the model dir)."""
+    """Train ``cfg``'s model on its export; return the training summary (also in the model dir).
+
+    With ``cfg.savedmodel_dir`` the chief then exports the best model there as a SavedModel
+    (``serving.export_flat``), for Vertex AI's model upload.
+    """
     import tensorflow as tf
 
-    finished = _finished_run(cfg, is_chief(cfg.cluster))
+    chief = is_chief(cfg.cluster)
+    finished = _finished_run(cfg, chief)
     if finished is not None:
         log.info("%s already holds this finished run: nothing to do (--overwrite trains again)", cfg.model_dir)
+        _export_savedmodel(cfg, chief)
         return finished
     manifest, folder = ensure_records(cfg)
     tf.get_logger().setLevel(logging.WARNING)  # checkpoint saves log at INFO every epoch
@@ -300,12 +324,10 @@ def train(cfg: TrainConfig, flags_text: str = "") -> dict:
     if cfg.mixed_precision:
         tf.keras.mixed_precision.set_global_policy("mixed_float16")
     strategy = make_strategy(cfg.cluster)
-    chief = is_chief(cfg.cluster)
     workers = cluster_workers(cfg.cluster)
-    model_dir = Path(_write_dir(cfg.model_dir, chief))
-    model_dir.mkdir(parents=True, exist_ok=True)
-    # Every worker names the same backup folder; Keras redirects the non-chief's writes.
-    backup_dir = Path(cfg.checkpoint_dir or Path(cfg.model_dir) / "backup")
+    model_dir = _write_dir(cfg.model_dir, chief)
+    storage.makedirs(model_dir)
+    backup = backup_dir(cfg)
     log.info(
         "training %s %s on %s: %d replica(s) over %d worker(s), global batch %d",
         cfg.model.arch,
@@ -330,41 +352,61 @@ def train(cfg: TrainConfig, flags_text: str = "") -> dict:
         )
     if chief:
         _write_run_files(model_dir, cfg, manifest, flags_text)
+    staging = tempfile.mkdtemp(prefix="tf_landslide-checkpoint-")
     # Order matters at each epoch's end: the log line adds chips/s and the learning rate used,
     # the plateau may lower the rate, the history row is written, and only then the backup.
     callbacks = [
         epoch_line(manifest["splits"]["train"]["chips"], cfg.epochs),
-        torch_plateau(cfg.lr_factor, cfg.lr_patience, cfg.lr_threshold, backup_dir / "plateau.json", write=chief),
-        *([history_writer(model_dir / "history.csv")] if chief else []),
-        tf.keras.callbacks.BackupAndRestore(str(backup_dir)),
+        torch_plateau(
+            cfg.lr_factor, cfg.lr_patience, cfg.lr_threshold, storage.join(backup, "plateau.json"), write=chief
+        ),
+        *([history_writer(storage.join(model_dir, "history.csv"))] if chief else []),
+        tf.keras.callbacks.BackupAndRestore(backup),
         tf.keras.callbacks.TerminateOnNaN(),
         tf.keras.callbacks.ModelCheckpoint(
-            str(model_dir / BEST_MODEL),
+            os.path.join(staging, BEST_MODEL),
             monitor="val_pr_auc",
             mode="max",
             save_best_only=True,
             save_weights_only=True,
-            initial_value_threshold=_best_so_far(Path(cfg.model_dir) / "history.csv"),
+            initial_value_threshold=_best_so_far(storage.join(cfg.model_dir, "history.csv")),
         ),
-        tf.keras.callbacks.TensorBoard(cfg.tensorboard_dir or str(model_dir / "logs")),
+        publish_file(os.path.join(staging, BEST_MODEL), storage.join(model_dir, BEST_MODEL)),
+        tf.keras.callbacks.TensorBoard(cfg.tensorboard_dir or storage.join(model_dir, "logs")),
     ]
     started = time.perf_counter()
-    history = model.fit(train_data, validation_data=val_data, epochs=cfg.epochs, callbacks=callbacks, verbose=0)
-    model.save_weights(str(model_dir / LAST_MODEL))
+    try:
+        history = model.fit(train_data, validation_data=val_data, epochs=cfg.epochs, callbacks=callbacks, verbose=0)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    with storage.local_output(storage.join(model_dir, LAST_MODEL)) as local:
+        model.save_weights(local)
     summary = _summary(model_dir, history, time.perf_counter() - started, manifest)
     if chief:
-        (model_dir / "train_summary.json").write_text(json.dumps(summary, indent=1))
+        storage.write_json(storage.join(model_dir, "train_summary.json"), summary)
     else:
-        shutil.rmtree(model_dir, ignore_errors=True)
+        storage.remove_tree(model_dir)
+    _export_savedmodel(cfg, chief)
     return summary
+
+
+def _export_savedmodel(cfg: TrainConfig, chief: bool) -> None:
+    """The chief exports the best model as a SavedModel into ``cfg.savedmodel_dir``, unless one is there."""
+    if not (chief and cfg.savedmodel_dir):
+        return
+    from tf_landslide import serving
+
+    if storage.exists(storage.join(cfg.savedmodel_dir, serving.SAVED_MODEL_PB)):
+        log.info("%s already holds a SavedModel: not exported again", cfg.savedmodel_dir)
+        return
+    serving.export_flat(cfg.model_dir, cfg.savedmodel_dir, "best")
 
 
 def _run_identity(saved: dict) -> dict:
     """What makes two runs (as saved in train_config.json) the same run: not where they
     write or how they were launched."""
-    identity = {
-        k: v for k, v in saved.items() if k not in ("cluster", "tensorboard_dir", "checkpoint_dir", "model_dir")
-    }
+    where = ("cluster", "tensorboard_dir", "checkpoint_dir", "model_dir", "savedmodel_dir")
+    identity = {k: v for k, v in saved.items() if k not in where}
     identity["export"] = {
         k: v
         for k, v in saved.get("export", {}).items()
@@ -377,51 +419,64 @@ def _finished_run(cfg: TrainConfig, chief: bool) -> dict | None:
     """The summary of a finished identical run in ``model_dir``, or None to train.
 
     A folder holding another run, finished or interrupted, is an error (resuming it would
-    restore its weights under other settings); ``--overwrite`` clears it instead (the chief does).
+    restore its weights under other settings); ``--overwrite`` clears it instead (the chief
+    does), and the run's backup in a separate ``--checkpoint_dir`` with it. A backup in a
+    separate checkpoint folder while the model folder holds no run belongs to another run:
+    an error too.
     """
-    model_dir = Path(cfg.model_dir)
-    summary, config = model_dir / "train_summary.json", model_dir / "train_config.json"
-    if cfg.export.overwrite and model_dir.exists():
+    summary = storage.join(cfg.model_dir, "train_summary.json")
+    config = storage.join(cfg.model_dir, "train_config.json")
+    if cfg.export.overwrite:
         if chief:
-            shutil.rmtree(model_dir)
+            storage.remove_tree(cfg.model_dir)
+            if cfg.checkpoint_dir:
+                _remove_backup(cfg.checkpoint_dir)
         return None
-    if not config.exists():
+    if not storage.exists(config):
+        stale = storage.join(backup_dir(cfg), "chief")
+        if cfg.checkpoint_dir and storage.exists(stale):
+            raise ValueError(
+                f"{cfg.checkpoint_dir} holds a training backup, but {cfg.model_dir} holds no run it could belong to: "
+                "choose another --checkpoint_dir, delete it, or pass --overwrite to replace it"
+            )
         return None
-    previous = json.loads(config.read_text())
+    previous = storage.read_json(config)
     if _run_identity(previous) != _run_identity(json.loads(json.dumps(dataclasses.asdict(cfg)))):
-        state = "finished" if summary.exists() else "unfinished"
+        state = "finished" if storage.exists(summary) else "unfinished"
         raise ValueError(
-            f"{model_dir} holds an {state} run with other settings (see its train_config.json): "
+            f"{cfg.model_dir} holds an {state} run with other settings (see its train_config.json): "
             "choose another --model_dir or pass --overwrite to replace it"
         )
-    return json.loads(summary.read_text()) if summary.exists() else None
+    return storage.read_json(summary) if storage.exists(summary) else None
 
 
-def _best_so_far(history: Path) -> float | None:
+def _remove_backup(folder: str) -> None:
+    """What BackupAndRestore and the plateau keep in ``folder`` (not the folder: it may hold more)."""
+    storage.remove_tree(storage.join(folder, "chief"))
+    storage.remove(storage.join(folder, "plateau.json"))
+
+
+def _best_so_far(history: str) -> float | None:
     """Best validation PR-AUC of the epochs a resumed run already has, so the best-model
     checkpoint is not replaced by a worse epoch after the resume."""
-    if not history.exists():
+    if not storage.exists(history):
         return None
-    with open(history) as handle:
-        scores = [float(row["val_pr_auc"]) for row in csv.DictReader(handle) if row.get("val_pr_auc")]
+    scores = [float(row["val_pr_auc"]) for row in _read_rows(history) if row.get("val_pr_auc")]
     return max(scores) if scores else None
 
 
-def _write_run_files(model_dir: Path, cfg: TrainConfig, manifest: dict, flags_text: str) -> None:
-    (model_dir / "train_config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=1))
-    (model_dir / "manifest.json").write_text(json.dumps(manifest, indent=1))
+def _write_run_files(model_dir: str, cfg: TrainConfig, manifest: dict, flags_text: str) -> None:
+    storage.write_json(storage.join(model_dir, "train_config.json"), dataclasses.asdict(cfg))
+    storage.write_json(storage.join(model_dir, "manifest.json"), manifest)
     if flags_text:
-        (model_dir / "flags.txt").write_text(flags_text)
+        storage.write_text(storage.join(model_dir, "flags.txt"), flags_text)
 
 
-def _summary(model_dir: Path, history, seconds: float, manifest: dict) -> dict:
+def _summary(model_dir: str, history, seconds: float, manifest: dict) -> dict:
     """Best epoch by validation PR-AUC over the whole history (resumed runs included)."""
 
-    rows = []
-    path = model_dir / "history.csv"
-    if path.exists():
-        with open(path) as handle:
-            rows = list(csv.DictReader(handle))
+    path = storage.join(model_dir, "history.csv")
+    rows = _read_rows(path) if storage.exists(path) else []
     if not rows:
         rows = [{k: v[i] for k, v in history.history.items()} | {"epoch": i} for i in range(len(history.epoch))]
     best = max(rows, key=lambda r: float(r.get("val_pr_auc", -1)))
@@ -438,17 +493,22 @@ def _summary(model_dir: Path, history, seconds: float, manifest: dict) -> dict:
     }
 
 
+def weights_path(model_dir: str, which: str = "best") -> str:
+    return storage.join(model_dir, BEST_MODEL if which == "best" else LAST_MODEL)
+
+
 def load_trained_model(model_dir: str, which: str = "best", size: int | None = 0):
     """The best (by validation PR-AUC) or last model of a training run, rebuilt from its
     train_config.json and manifest.json and loaded with its weights; for inputs of ``size``
     pixels square (0: the training chip size; None: any multiple of 32)."""
-    model_dir = Path(model_dir)
-    path = model_dir / (BEST_MODEL if which == "best" else LAST_MODEL)
-    if not path.exists():
+    model_dir = os.fspath(model_dir)
+    path = weights_path(model_dir, which)
+    if not storage.exists(path):
         raise FileNotFoundError(f"no trained model at {path}: train first (python train.py --model_dir={model_dir})")
-    saved = json.loads((model_dir / "train_config.json").read_text())["model"]
-    manifest = json.loads((model_dir / "manifest.json").read_text())
+    saved = storage.read_json(storage.join(model_dir, "train_config.json"))["model"]
+    manifest = storage.read_json(storage.join(model_dir, "manifest.json"))
     architecture = dataclasses.replace(models.ModelConfig(**saved), encoder_weights="")  # the weights come next
     model = models.build_model(architecture, len(manifest["channels"]), manifest["chip_size"] if size == 0 else size)
-    model.load_weights(str(path))
+    with storage.local_input(path) as local:
+        model.load_weights(local)
     return model

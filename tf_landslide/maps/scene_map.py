@@ -11,11 +11,12 @@ import json
 import logging
 import os
 import shutil
+import tempfile
 import time
 
 import numpy as np
 
-from tf_landslide import data, train_lib
+from tf_landslide import data, storage, train_lib
 from tf_landslide.config import MapConfig
 from tf_landslide.cube import schema
 from tf_landslide.cube.channels import resolve_channel_config
@@ -58,18 +59,39 @@ def keras_predictor(model_dir: str, checkpoint: str, manifest: dict, window: int
 
 
 def _run_manifest(model_dir: str) -> dict:
-    path = os.path.join(model_dir, "manifest.json")
-    if not os.path.exists(path):
+    path = storage.join(model_dir, "manifest.json")
+    if not storage.exists(path):
         raise FileNotFoundError(f"no trained run in {model_dir} ({path} is missing): train first, or fix --model_dir")
-    with open(path) as handle:
-        return json.load(handle)
+    return storage.read_json(path)
 
 
 def _output_dir(cfg: MapConfig) -> str:
-    out = cfg.map_dir or os.path.join(cfg.model_dir, "map")
-    if os.path.exists(out) and not cfg.overwrite:
+    out = cfg.map_dir or storage.join(cfg.model_dir, "map")
+    if storage.exists(out) and not cfg.overwrite:
         raise MapError(f"{out} already holds a map: pass --overwrite to replace it, or choose another --map_dir")
     return out
+
+
+def _staging(out: str) -> str:
+    """A local folder to write the map into: beside ``out`` when local (one rename publishes it)."""
+    local = storage.local_path(out)
+    if local is None:
+        return tempfile.mkdtemp(prefix="tf_landslide_map-")
+    staging = f"{local.rstrip(os.sep)}.partial-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    os.makedirs(staging)
+    return staging
+
+
+def _publish(staging: str, out: str) -> None:
+    """Replace ``out`` by the finished map (map.json last, so a map with its summary is complete)."""
+    storage.remove_tree(out)
+    local = storage.local_path(out)
+    if local is None:
+        storage.upload_tree(staging, out, last=(SUMMARY,))
+        shutil.rmtree(staging)
+    else:
+        os.replace(staging, local)
 
 
 def make_map(cfg: MapConfig, predictor=None) -> dict:
@@ -94,9 +116,7 @@ def make_map(cfg: MapConfig, predictor=None) -> dict:
     ds, georef = scene.ds, georeference(scene.ds)
     height, width = georef["height"], georef["width"]
     out = _output_dir(cfg)
-    staging = f"{out}.partial-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    os.makedirs(staging)
+    staging = _staging(out)
     predictor = predictor or keras_predictor(cfg.model_dir, cfg.checkpoint, manifest, tiling.window)
 
     labelled = schema.LABEL_VARIABLE in ds.data_vars
@@ -106,7 +126,7 @@ def make_map(cfg: MapConfig, predictor=None) -> dict:
         os.path.join(staging, FILES["geotiff"]), height, width, georef["crs_wkt"], georef["transform"]
     )
     attrs = {
-        "model_dir": os.path.abspath(cfg.model_dir),
+        "model_dir": storage.absolute(cfg.model_dir),
         "config": config.name,
         "event": json.dumps(scene.event.as_dict()),
     }
@@ -150,7 +170,7 @@ def make_map(cfg: MapConfig, predictor=None) -> dict:
 
     found = regions.regions()
     summary = {
-        "model_dir": os.path.abspath(cfg.model_dir),
+        "model_dir": storage.absolute(cfg.model_dir),
         "checkpoint": cfg.checkpoint,
         "config": config.name,
         "channels": list(config.channels),
@@ -195,12 +215,10 @@ def make_map(cfg: MapConfig, predictor=None) -> dict:
         )
     summary["seconds"] = round(time.perf_counter() - started, 2)
     summary["outputs"] = {name: FILES[name] for name in cfg.outputs}
-    summary["map_dir"] = os.path.abspath(out)
+    summary["map_dir"] = storage.absolute(out)
     with open(os.path.join(staging, SUMMARY), "w") as handle:
         json.dump(summary, handle, indent=1)
-    if os.path.exists(out):
-        shutil.rmtree(out)
-    os.replace(staging, out)
+    _publish(staging, out)
     return summary
 
 
