@@ -65,3 +65,16 @@ def test_bad_inputs_are_errors():
     curve.update(np.zeros(3, np.float32), np.zeros(3))
     with pytest.raises(ValueError, match="no positive pixel"):
         curve.summary()
+
+
+def test_binned_curve_equals_sklearn_on_the_rounded_scores_and_is_close_on_the_raw_ones():
+    from tf_landslide.metrics import BinnedPixelCurve
+
+    scores, labels = _scores(4)
+    binned = BinnedPixelCurve(bins=1 << 10)
+    for s, y in zip(np.array_split(scores, 7), np.array_split(labels, 7), strict=True):
+        binned.update(s, y)
+    rounded = np.rint(scores * (1 << 10)) / (1 << 10)
+    assert binned.summary()["pr_auc"] == pytest.approx(average_precision_score(labels, rounded), abs=1e-9)
+    assert binned.summary()["pr_auc"] == pytest.approx(average_precision_score(labels, scores), abs=1e-3)
+    assert binned.summary()["pixels"] == labels.size

@@ -97,7 +97,7 @@ def test_scene_scores_are_the_labels_against_the_map(mapped, tiny_cube):
     probability, ds = expected(tiny_cube)
     with rasterio.open(out / "probability.tif") as tif:
         known = ~np.isnan(tif.read(1))
-    curve = PixelCurve(resolution=2.0**-20)
+    curve = PixelCurve()
     curve.update(probability[known], ds[schema.LABEL_VARIABLE].values[known] > 0)
     assert summary["scores"]["scene"]["pr_auc"] == pytest.approx(curve.summary()["pr_auc"], abs=1e-4)
     assert summary["same_cube_as_training"] and "test_chips" in summary["scores"]

@@ -8,12 +8,11 @@ import os
 
 import numpy as np
 
-from tf_landslide.metrics import PixelCurve
+from tf_landslide.metrics import BinnedPixelCurve, PixelCurve
 
 PROBABILITY = "probability"
 BLOCK = 512  # GeoTIFF tile and Zarr chunk edge
 QUICKLOOK_PIXELS = 1600  # longest side of the quick-look
-SCENE_SCORE_RESOLUTION = 2.0**-20
 GDAL_CACHE_MB = 64  # GDAL's default (5% of RAM) would let the tiled file's cache grow with the scene
 
 
@@ -45,9 +44,7 @@ class GeoTiff:
             "tiled": True,
             "blockxsize": BLOCK,
             "blockysize": BLOCK,
-            "compress": "deflate",
-            "predictor": 3,
-            "BIGTIFF": "IF_SAFER",
+            "BIGTIFF": "IF_SAFER",  # uncompressed: the COG copy compresses once
         }
         self.env = rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB)
         self.env.__enter__()
@@ -141,8 +138,8 @@ class SceneScores:
     the pixels of given chips (the export's test chips when the map is of the training cube)."""
 
     def __init__(self, chips: list[tuple[int, int]] = (), chip_size: int = 0):
-        # The scene's distinct scores would grow with its size: round them (chips stay exact).
-        self.scene = PixelCurve(flush_every=1 << 21, resolution=SCENE_SCORE_RESOLUTION)
+        # The scene's distinct scores would grow with its size: bin them (chips stay exact).
+        self.scene = BinnedPixelCurve()
         self.chips = PixelCurve() if chips else None
         self.chip_origins, self.chip_size = np.array(chips, np.int64).reshape(-1, 2), chip_size
         self.missing_pixels = self.missing_positives = 0
