@@ -210,3 +210,14 @@ def test_predict_py_maps_from_the_command_line_and_refuses_bad_flags(keras_run, 
         base + ["--map_overlap=10", f"--map_dir={tmp_path / 'bad'}"], cwd=REPO, env=env, capture_output=True, text=True
     )
     assert bad.returncode == 2 and "--map_overlap=10" in bad.stderr and not (tmp_path / "bad").exists()
+
+
+def test_the_quicklook_keeps_no_view_of_the_strips():
+    """A view into a strip keeps the whole strip alive: memory would grow with the scene."""
+    from tf_landslide.maps.outputs import Quicklook
+
+    quicklook = Quicklook(height=100, width=4000, backdrop=1)
+    probability, inputs = np.zeros((50, 4000), np.float32), np.zeros((50, 4000, 3), np.float32)
+    quicklook.write(0, probability, inputs, probability > 0)
+    for part in (quicklook.probability, quicklook.backdrop, quicklook.labels):
+        assert part[0].base is None and part[0].size < 50 * 4000 / 4

@@ -113,11 +113,12 @@ class Quicklook:
 
     def write(self, row: int, probability: np.ndarray, inputs: np.ndarray, labels: np.ndarray | None) -> None:
         keep = slice((-row) % self.step, None, self.step)
-        self.probability.append(probability[keep, :: self.step])
+        # Copies: a view would keep the whole strip it was cut from alive.
+        self.probability.append(probability[keep, :: self.step].copy())
         if self.backdrop_channel is not None:
-            self.backdrop.append(inputs[keep, :: self.step, self.backdrop_channel])
+            self.backdrop.append(inputs[keep, :: self.step, self.backdrop_channel].copy())
         if labels is not None:
-            self.labels.append(labels[keep, :: self.step])
+            self.labels.append(labels[keep, :: self.step].copy())
 
     def save(self, path: str, title: str, backdrop_name: str, threshold: float) -> None:
         from tf_landslide import plots

@@ -143,7 +143,7 @@ def blend(
     def read_strip(j: int) -> np.ndarray:
         rows = reflect(np.arange(j * stride, j * stride + size) - pad, height)
         block = cache.get(int(rows.min()), int(rows.max()) + 1)
-        return block[rows - rows.min()][:, columns]  # [window, padded width, C]
+        return block[np.ix_(rows - rows.min(), columns)]  # [window, padded width, C], one gather
 
     accumulated = np.zeros((size, columns.size), np.float32)
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as reader:
@@ -152,9 +152,11 @@ def blend(
             strip = upcoming.result()
             if j + 1 < strips:
                 upcoming = reader.submit(read_strip, j + 1)
-            windows = np.stack([strip[:, i * stride : i * stride + size] for i in range(across)])
             for first in range(0, across, batch_size):
-                probabilities = np.asarray(predict(windows[first : first + batch_size]), np.float32)
+                batch = [
+                    strip[:, i * stride : i * stride + size] for i in range(first, min(first + batch_size, across))
+                ]
+                probabilities = np.asarray(predict(np.stack(batch)), np.float32)
                 for k, probability in enumerate(probabilities, start=first):
                     accumulated[:, k * stride : k * stride + size] += weight * probability.reshape(size, size)
             # Rows before the next strip's first row are final.
