@@ -6,7 +6,8 @@ Each run is one fresh child process per scene size that loads the trained model 
 in an order alternating between runs:
 
 * raw: the same number of windows as the map, of the same size, in the same batches, through
-  the same compiled predictor, from inputs already in memory (the inference floor);
+  the same compiled predictor, from real windows of the cube already in memory (the inference
+  floor);
 * map: ``make_map`` on the whole cube with every output (COG, Zarr, PNG, GeoJSON, scores):
   reading and computing the channels, blending, writing.
 
@@ -34,10 +35,23 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 
+def first_windows(cube: str, manifest: dict, tiling, count: int):
+    """The first ``count`` windows of the cube's top strip, raw channels [count, window, window, C]."""
+    import numpy as np
+
+    from tf_landslide.config import CubeConfig
+    from tf_landslide.cube.channels import resolve_channel_config
+    from tf_landslide.cube.scene import open_scene
+
+    trained = manifest["config"]
+    config = resolve_channel_config(trained["name"], manifest["channels"], trained["timesteps"])
+    scene = open_scene(cube, CubeConfig(cube=cube), config)
+    strip = np.moveaxis(scene.plan.read_band(scene.ds, slice(0, tiling.window)), 0, -1)
+    return np.stack([strip[:, i * tiling.stride : i * tiling.stride + tiling.window] for i in range(count)])
+
+
 def child(args) -> dict:
     """One measurement: raw inference and the map, in the order given."""
-
-    import numpy as np
 
     from tf_landslide.config import CubeConfig, MapConfig
     from tf_landslide.cube import synthetic
@@ -48,9 +62,8 @@ def child(args) -> dict:
     manifest = json.loads((Path(args.model_dir) / "manifest.json").read_text())
     tiling = Tiling(args.window, args.overlap)
     predict = scene_map.keras_predictor(args.model_dir, "best", manifest, tiling.window)
-    channels = len(manifest["channels"])
-    rng = np.random.default_rng(0)
-    windows = rng.normal(size=(args.batch_size, tiling.window, tiling.window, channels)).astype(np.float32)
+    # Real windows of the cube (values matter little to a CNN's speed, but denormals and NaN would).
+    windows = first_windows(cube, manifest, tiling, args.batch_size)
     predict(windows)  # trace and warm up
     size = synthetic.SIZES[args.size]
     strips, across = tiling.count(size.height), tiling.count(size.width)
