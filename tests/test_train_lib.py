@@ -1048,3 +1048,20 @@ def test_plateau_counts_a_redone_epoch_once(killed_before_backup):
     assert run.killed.state == {"best": pytest.approx(float(run.killed.history[0]["loss"])), "bad_epochs": 1}
     rates = [float(row["learning_rate"]) for row in run.history]
     assert rates == pytest.approx([1e-2, 1e-2, 1e-2, 1e-3])  # what an unbroken run logs
+
+
+def test_a_separate_checkpoint_folder_is_cleared_by_overwrite_and_a_foreign_backup_refused(tiny_cube, tmp_path):
+    """A backup in --checkpoint_dir with no run in --model_dir belongs to another run: restoring
+    it would train on under other settings. --overwrite clears only what training keeps there."""
+    checkpoints = tmp_path / "checkpoints"
+    (checkpoints / "chief").mkdir(parents=True)
+    (checkpoints / "chief" / "checkpoint").write_text("another run's backup")
+    (checkpoints / "plateau.json").write_text("{}")
+    (checkpoints / "notes.txt").write_text("not ours")
+    cfg = dataclasses.replace(make_config(tiny_cube, tmp_path), checkpoint_dir=str(checkpoints))
+    with pytest.raises(ValueError, match="holds a training backup"):
+        train_lib._finished_run(cfg, chief=True)
+    overwrite = dataclasses.replace(cfg, export=dataclasses.replace(cfg.export, overwrite=True))
+    assert train_lib._finished_run(overwrite, chief=True) is None
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["notes.txt"]
+    assert train_lib._finished_run(cfg, chief=True) is None  # nothing foreign left: trains
