@@ -36,7 +36,6 @@ configuration, model directory, checkpoint and its SHA-256).
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import hashlib
 import json
@@ -48,7 +47,7 @@ import tempfile
 import numpy as np
 
 import tf_landslide
-from tf_landslide import data, models, records, storage, train_lib
+from tf_landslide import data, records, storage, train_lib
 
 log = logging.getLogger("tf_landslide.serving")
 
@@ -205,20 +204,8 @@ def _serving_module(model, manifest: dict):
 
 def _serving_model(model_dir: str, which: str, manifest: dict):
     """The trained model rebuilt with free spatial dimensions (None, None, C), and the trained
-    fixed-size model it copies its weights from."""
-    trained = train_lib.load_trained_model(model_dir, which)
-    saved = storage.read_json(storage.join(model_dir, "train_config.json"))["model"]
-    # Weights come from the checkpoint: never download ImageNet weights again here.
-    config = dataclasses.replace(models.ModelConfig(**saved), encoder_weights="")
-    model = models.build_model(config, len(manifest["channels"]), None)
-    source, target = trained.get_weights(), model.get_weights()
-    if len(source) != len(target) or any(a.shape != b.shape for a, b in zip(source, target, strict=True)):
-        raise ServingExportError(
-            f"the {config.arch}/{config.backbone} model rebuilt for any chip size has other weights than the trained "
-            f"one ({len(target)} arrays vs {len(source)})"
-        )
-    model.set_weights(source)
-    return model, trained
+    fixed-size model (for the self-check)."""
+    return train_lib.load_trained_model(model_dir, which, size=None), train_lib.load_trained_model(model_dir, which)
 
 
 def _self_check(serve, trained, manifest: dict) -> float:
