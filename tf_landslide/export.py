@@ -36,7 +36,7 @@ import xarray as xr
 
 import tf_landslide
 from tf_landslide import chips as chips_lib
-from tf_landslide import records
+from tf_landslide import records, storage
 from tf_landslide.config import CubeConfig, ExportConfig
 from tf_landslide.cube import channels as channels_lib
 from tf_landslide.cube import events, schema, synthetic
@@ -55,11 +55,16 @@ class ExportError(RuntimeError):
     """The export cannot proceed as asked (existing outputs, bad settings)."""
 
 
+def cache_dir(cube: CubeConfig) -> str:
+    """Where the embedded cube is generated and remote exports are staged."""
+    return cube.cache_dir or os.path.join(os.path.expanduser("~"), ".cache", "tf_landslide")
+
+
 def cube_location(cube: CubeConfig) -> str:
     """The cube to read: the given path/URL, or the embedded cube (generated on first use)."""
     if cube.cube:
         return cube.cube
-    cache = cube.cache_dir or os.path.join(os.path.expanduser("~"), ".cache", "tf_landslide")
+    cache = cache_dir(cube)
     log.info("no --cube given: using the embedded synthetic cube in %s", cache)
     return str(synthetic.embedded_cube(cache))
 
@@ -489,6 +494,10 @@ def _candidates(job: _Job) -> _Candidates:
 
 def export(cfg: ExportConfig) -> dict:
     """Export ``cfg``'s configuration of its cube; return the manifest (also on disk)."""
+    if storage.is_remote(cfg.records_dir):
+        return _export_then_upload(cfg)
+    if storage.local_path(cfg.records_dir) != cfg.records_dir:  # a file:// URL
+        cfg = dataclasses.replace(cfg, records_dir=storage.local_path(cfg.records_dir))
     _check_settings(cfg)
     started = time.perf_counter()
     job = _plan(cfg)
@@ -720,3 +729,33 @@ def summary(manifest: dict) -> str:
             f"{len(info['shards'])} shard(s)"
         )
     return "\n".join(lines)
+
+
+def _export_then_upload(cfg: ExportConfig) -> dict:
+    """Export to a URL (gs://...): the export runs, and resumes, in a local staging folder (its
+    spool needs a local disk), then the shards are uploaded and the manifest last, so a reader
+    never finds a manifest whose shards are not all there."""
+    config = channels_lib.resolve_channel_config(cfg.config, cfg.channels, cfg.timesteps)
+    remote = storage.join(cfg.records_dir, config.name)
+    staging = os.path.join(cache_dir(cfg.cube), "staging", hashlib.sha256(cfg.records_dir.encode()).hexdigest()[:12])
+    manifest = export(dataclasses.replace(cfg, records_dir=staging))
+    remote_manifest = storage.join(remote, MANIFEST_NAME)
+    if storage.exists(remote_manifest):
+        existing = storage.read_json(remote_manifest)
+        shards = [shard for split in existing["splits"].values() for shard in split["shards"]]
+        paths = [storage.join(remote, shard["file"]) for shard in shards]
+        intact = all(storage.exists(p) and storage.size(p) == s["bytes"] for p, s in zip(paths, shards, strict=True))
+        if existing.get("fingerprint") == manifest["fingerprint"] and intact:
+            log.info("%s is up to date: nothing to upload", remote_manifest)
+            return existing
+        if existing.get("fingerprint") != manifest["fingerprint"] and not cfg.overwrite:
+            raise ExportError(
+                f"{remote} holds an export made with other settings (see its {MANIFEST_NAME}); "
+                "pass --overwrite to replace it or choose another --records_dir"
+            )
+        storage.remove(remote_manifest)  # first: no manifest may vouch for shards being replaced
+        for shard in storage.glob(storage.join(remote, "*-of-*")):
+            storage.remove(shard)
+    uploaded = storage.upload_tree(os.path.join(staging, config.name), remote, last=(MANIFEST_NAME,))
+    log.info("uploaded %d files to %s (the local copy stays in %s)", len(uploaded), remote, staging)
+    return manifest
