@@ -221,3 +221,18 @@ def test_the_quicklook_keeps_no_view_of_the_strips():
     quicklook.write(0, probability, inputs, probability > 0)
     for part in (quicklook.probability, quicklook.backdrop, quicklook.labels):
         assert part[0].base is None and part[0].size < 50 * 4000 / 4
+
+
+def test_a_map_to_a_url_is_uploaded_with_its_summary_last(tiny_cube, run_dir, monkeypatch):
+    from tf_landslide import storage
+
+    uploads = []
+    original = storage.put_file
+    monkeypatch.setattr(storage, "put_file", lambda local, path: (uploads.append(path), original(local, path)))
+    summary = make(tiny_cube, run_dir, "memory://maps/tiny", outputs=("geotiff", "zarr"))
+    assert uploads[-1] == "memory://maps/tiny/map.json" and summary["map_dir"] == "memory://maps/tiny"
+    assert storage.exists("memory://maps/tiny/probability.tif")
+    assert storage.exists("memory://maps/tiny/probability.zarr/probability/.zarray")
+    with pytest.raises(scene_map.MapError, match="--overwrite"):
+        make(tiny_cube, run_dir, "memory://maps/tiny")
+    storage.remove_tree("memory://maps")
