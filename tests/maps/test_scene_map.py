@@ -236,3 +236,23 @@ def test_a_map_to_a_url_is_uploaded_with_its_summary_last(tiny_cube, run_dir, mo
     with pytest.raises(scene_map.MapError, match="--overwrite"):
         make(tiny_cube, run_dir, "memory://maps/tiny")
     storage.remove_tree("memory://maps")
+
+
+def test_a_map_that_fails_midway_leaves_the_earlier_map_and_no_partial_files(mapped, tiny_cube, run_dir):
+    _, out = mapped
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    calls = []
+
+    def failing(windows):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("the model broke")
+        return np.zeros(windows.shape[:3], np.float32)
+
+    cfg = MapConfig(
+        cube=CubeConfig(cube=tiny_cube), model_dir=str(run_dir), map_dir=str(out), window=64, overlap=16, overwrite=True
+    )
+    with pytest.raises(RuntimeError, match="the model broke"):
+        scene_map.make_map(cfg, predictor=failing)
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
+    assert not list(out.parent.glob("*.partial-*"))

@@ -21,7 +21,7 @@ from tf_landslide.config import MapConfig
 from tf_landslide.cube import schema
 from tf_landslide.cube.channels import resolve_channel_config
 from tf_landslide.cube.open import check_labels
-from tf_landslide.cube.scene import georeference, is_same_cube, open_scene, pixel_area
+from tf_landslide.cube.scene import Scene, georeference, is_same_cube, open_scene, pixel_area
 from tf_landslide.export import cube_location
 from tf_landslide.maps import outputs, polygons
 from tf_landslide.maps.tiling import Tiling, blend
@@ -113,12 +113,25 @@ def make_map(cfg: MapConfig, predictor=None) -> dict:
         )
     config = resolve_channel_config(trained["name"], manifest["channels"], trained["timesteps"])
     scene = open_scene(cube_location(cfg.cube), cfg.cube, config, need_labels=False)
-    ds, georef = scene.ds, georeference(scene.ds)
-    height, width = georef["height"], georef["width"]
     out = _output_dir(cfg)
-    staging = _staging(out)
     predictor = predictor or keras_predictor(cfg.model_dir, cfg.checkpoint, manifest, tiling.window)
+    staging = _staging(out)
+    try:
+        summary = _write_map(cfg, tiling, manifest, scene, predictor, staging)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)  # an earlier map in ``out`` stays as it was
+        raise
+    summary["map_dir"] = storage.absolute(out)
+    with open(os.path.join(staging, SUMMARY), "w") as handle:
+        json.dump(summary, handle, indent=1)
+    _publish(staging, out)
+    return summary
 
+
+def _write_map(cfg: MapConfig, tiling: Tiling, manifest: dict, scene: Scene, predictor, staging: str) -> dict:
+    """Map ``scene`` into the local folder ``staging``; return the summary."""
+    config, ds, georef = scene.config, scene.ds, georeference(scene.ds)
+    height, width = georef["height"], georef["width"]
     labelled = schema.LABEL_VARIABLE in ds.data_vars
     same_cube = is_same_cube(manifest["cube"], ds)
     test_chips = manifest["splits"]["test"]["locations"] if same_cube and labelled else []
@@ -165,10 +178,26 @@ def make_map(cfg: MapConfig, predictor=None) -> dict:
         tiling.overlap,
         tiling.count(height) * tiling.count(width),
     )
-    counts = blend(read_rows, predictor, tiling, height, width, cfg.batch_size, emit)
-    mapped = time.perf_counter() - started
-
-    found = regions.regions()
+    try:
+        counts = blend(read_rows, predictor, tiling, height, width, cfg.batch_size, emit)
+        mapped = time.perf_counter() - started
+        found = regions.regions()
+        traced = None
+        if "geojson" in cfg.outputs:
+            traced = polygons.write_geojson(
+                found,
+                raster.read_window,
+                cfg.threshold,
+                georef["transform"],
+                georef["crs_wkt"],
+                (height, width),
+                cfg.min_area_m2,
+                os.path.join(staging, FILES["geojson"]),
+            )
+    except BaseException:
+        raster.close(keep=False)
+        raise
+    raster.close(keep="geotiff" in cfg.outputs)
     summary = {
         "model_dir": storage.absolute(cfg.model_dir),
         "checkpoint": cfg.checkpoint,
@@ -190,18 +219,8 @@ def make_map(cfg: MapConfig, predictor=None) -> dict:
         "area_above_threshold_m2": round(sum(r.pixels for r in found) * pixel_area(georef["transform"]), 1),
         "map_seconds": round(mapped, 2),
     }
-    if "geojson" in cfg.outputs:
-        summary["geojson"] = polygons.write_geojson(
-            found,
-            raster.read_window,
-            cfg.threshold,
-            georef["transform"],
-            georef["crs_wkt"],
-            (height, width),
-            cfg.min_area_m2,
-            os.path.join(staging, FILES["geojson"]),
-        )
-    raster.close(keep="geotiff" in cfg.outputs)
+    if traced is not None:
+        summary["geojson"] = traced
     if "png" in cfg.outputs:
         title = (
             f"{config.name} on {os.path.basename(scene.location.rstrip('/'))}, event {scene.event.as_dict()['start']}"
@@ -215,10 +234,6 @@ def make_map(cfg: MapConfig, predictor=None) -> dict:
         )
     summary["seconds"] = round(time.perf_counter() - started, 2)
     summary["outputs"] = {name: FILES[name] for name in cfg.outputs}
-    summary["map_dir"] = storage.absolute(out)
-    with open(os.path.join(staging, SUMMARY), "w") as handle:
-        json.dump(summary, handle, indent=1)
-    _publish(staging, out)
     return summary
 
 
