@@ -49,6 +49,7 @@ MANIFEST_NAME = "manifest.json"
 MANIFEST_SCHEMA_VERSION = 1
 WORK_DIR = ".work"
 STATS_SOURCES = ("train", "scene")
+TRAIN = chips_lib.SPLITS.index("train")
 
 
 class ExportError(RuntimeError):
@@ -77,6 +78,7 @@ class BandTask:
     y1: int
     chips: tuple[tuple[int, int, int], ...]  # (chip index, row, col)
     scene_rows: tuple[int, int] | None = None  # rows [a, b) for whole-scene statistics
+    moments_for: frozenset[int] = frozenset()  # chips whose moments the statistics need
 
 
 @functools.lru_cache(maxsize=4)
@@ -115,30 +117,23 @@ def scan_band(
         return json.loads(meta_path.read_text())
     ds = _open_cached(location)
     band = plan.read_band(ds, slice(task.y0, task.y1))  # [C, rows, width]
-    band = np.moveaxis(band, 0, -1)  # channels last, as records store them
     labels = np.nan_to_num(ds[schema.LABEL_VARIABLE].isel(y=slice(task.y0, task.y1)).values, nan=0) > 0
-    n_channels = band.shape[-1]
     kept, skipped, chips, masks = [], [], [], []
     for index, row, col in task.chips:
         rows, cols = slice(row - task.y0, row - task.y0 + chip_size), slice(col, col + chip_size)
-        nodata = float(np.isnan(band[rows, cols]).any(-1).mean())
+        chip = band[:, rows, cols]  # [C, size, size]
+        nodata = float(np.isnan(chip).any(0).mean())
         if nodata > max_nodata_fraction:
             skipped.append([index, nodata])
             continue
         kept.append(index)
-        chips.append(band[rows, cols])
+        chips.append(chip)
         masks.append(labels[rows, cols])
-    quantisation = np.zeros(n_channels)
+    quantisation = np.zeros(band.shape[0])
     moments = {}
     if kept:
-        # [N, size, size, C]: stacking channels-last views of a channels-first band keeps the
-        # band's layout, and np.save writes a non-C-ordered array element by element (40x slower).
-        chips = np.ascontiguousarray(np.stack(chips))
-        stored = chips.astype(record_dtype, order="C")
-        with np.errstate(invalid="ignore"):
-            error = np.abs(stored.astype(np.float32) - chips)
-        quantisation = np.nanmax(error.reshape(-1, n_channels), axis=0, initial=0.0)
-        moments = {str(i): m.to_json() for i, m in zip(kept, ChannelMoments.of_each(chips), strict=True)}
+        stored, quantisation = _records_layout(chips, record_dtype)
+        moments = _chip_moments(kept, chips, task.moments_for)
         _atomic_save_npy(Path(spool) / f"band-{task.band:05d}-images.npy", stored)
         _atomic_save_npy(Path(spool) / f"band-{task.band:05d}-labels.npy", np.stack(masks).astype(np.uint8))
     result = {
@@ -147,14 +142,41 @@ def scan_band(
         "skipped": skipped,
         "moments": moments,
         "quantisation": quantisation.tolist(),
-        "scene_moments": (
-            ChannelMoments.of(band[task.scene_rows[0] - task.y0 : task.scene_rows[1] - task.y0]).to_json()
-            if task.scene_rows
-            else None
-        ),
+        "scene_moments": None,
     }
+    if task.scene_rows:
+        first, last = (r - task.y0 for r in task.scene_rows)
+        result["scene_moments"] = ChannelMoments.of(np.moveaxis(band[:, first:last], 0, -1)).to_json()
     _atomic_write_bytes(meta_path, json.dumps(result).encode())
     return result
+
+
+def _records_layout(chips: list[np.ndarray], record_dtype: str) -> tuple[np.ndarray, np.ndarray]:
+    """Chips [C, size, size] as one C-ordered [N, size, size, C] array of ``record_dtype``, and
+    the largest rounding error per channel (NaN ignored).
+
+    One chip at a time, so each is still in the cache when its rounding error is measured,
+    and copied from the channels-first band a row at a time (not a channel-strided gather).
+    """
+    n_channels, size = chips[0].shape[:2]
+    stored = np.empty((len(chips), size, size, n_channels), record_dtype)
+    error = np.zeros(n_channels, np.float32)
+    with np.errstate(invalid="ignore"):
+        for chip, out in zip(chips, stored, strict=True):
+            rounded = np.moveaxis(out, -1, 0)  # [C, size, size] view of the record layout
+            rounded[...] = chip
+            difference = np.abs(rounded.astype(np.float32) - chip).reshape(n_channels, -1)
+            np.fmax(error, np.fmax.reduce(difference, axis=1), out=error)  # fmax skips NaN
+    return stored, error
+
+
+def _chip_moments(kept: list[int], chips: list[np.ndarray], wanted: frozenset[int]) -> dict[str, dict]:
+    """Moments of the kept chips in ``wanted`` (those of other chips are never used), by chip index."""
+    chosen = [n for n, index in enumerate(kept) if index in wanted]
+    if not chosen:
+        return {}
+    stack = np.moveaxis(np.stack([chips[n] for n in chosen]), 1, -1)  # [N, size, size, C] view
+    return {str(kept[n]): m.to_json() for n, m in zip(chosen, ChannelMoments.of_each(stack), strict=True)}
 
 
 def write_shard(path: str, entries: list[tuple], spool: str, channels: tuple[str, ...], compression: str) -> dict:
@@ -352,7 +374,9 @@ def _band_tasks(table: chips_lib.ChipTable, candidates: np.ndarray, cfg: ExportC
         )
         y0, y1 = (min(band_rows[0], chip_rows[0]), max(band_rows[1], chip_rows[1])) if scene else chip_rows
         chips = tuple((int(i), int(table.row[i]), int(table.col[i])) for i in members)
-        tasks.append(BandTask(int(band), int(y0), int(y1), chips, band_rows if scene else None))
+        # Train statistics merge the moments of kept training chips; scene statistics need none.
+        train = frozenset(int(i) for i in members if table.split[i] == TRAIN) if not scene else frozenset()
+        tasks.append(BandTask(int(band), int(y0), int(y1), chips, band_rows if scene else None, train))
     return tasks
 
 
@@ -568,11 +592,12 @@ def _assemble(job: _Job, candidates: _Candidates, results: dict, pool) -> dict:
             "Check the labels, or raise --max_nodata_fraction"
         )
 
-    train = ChannelMoments.empty(len(config.channels))
-    for i in kept:
-        if table.split[i] == 0:
-            train = train.merge(moments[i])
-    stats = train if cfg.stats_from == "train" else scene
+    stats = scene
+    if cfg.stats_from == "train":
+        stats = ChannelMoments.empty(len(config.channels))
+        for i in kept:
+            if table.split[i] == TRAIN:
+                stats = stats.merge(moments[i])
     if stats.count.min() == 0:
         raise ExportError(
             "the training split holds no valid pixel for some channel; cannot compute normalisation "
