@@ -71,14 +71,25 @@ def shard_name(split: str, index: int, count: int) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class BandTask:
-    """One band of rows to scan and the candidate chips inside it."""
+    """One window of a band of rows to scan and the candidate chips inside it."""
 
     band: int
     y0: int  # rows read: [y0, y1)
     y1: int
+    x0: int  # columns read: [x0, x1)
+    x1: int
     chips: tuple[tuple[int, int, int], ...]  # (chip index, row, col)
     scene_rows: tuple[int, int] | None = None  # rows [a, b) for whole-scene statistics
     moments_for: frozenset[int] = frozenset()  # chips whose moments the statistics need
+
+    @property
+    def name(self) -> str:
+        """Names the window's spool files."""
+        return f"band-{self.band:05d}-cols-{self.x0:05d}-{self.x1:05d}"
+
+    @property
+    def pixels(self) -> int:
+        return (self.y1 - self.y0) * (self.x1 - self.x0)
 
 
 @functools.lru_cache(maxsize=4)
@@ -108,19 +119,20 @@ def scan_band(
     record_dtype: str,
     spool: str,
 ) -> dict:
-    """Read one band, keep chips that are not mostly no-data, spool them; return their metadata.
+    """Read one window, keep chips that are not mostly no-data, spool them; return their metadata.
 
-    Idempotent: a band whose metadata file exists was finished by an earlier run.
+    Idempotent: a window whose metadata file exists was finished by an earlier run.
     """
-    meta_path = Path(spool) / f"band-{task.band:05d}.json"
+    meta_path = Path(spool) / f"{task.name}.json"
     if meta_path.exists():
         return json.loads(meta_path.read_text())
     ds = _open_cached(location)
-    band = plan.read_band(ds, slice(task.y0, task.y1))  # [C, rows, width]
-    labels = np.nan_to_num(ds[schema.LABEL_VARIABLE].isel(y=slice(task.y0, task.y1)).values, nan=0) > 0
+    window = slice(task.y0, task.y1), slice(task.x0, task.x1)
+    band = plan.read_band(ds, *window)  # [C, rows, cols]
+    labels = np.nan_to_num(ds[schema.LABEL_VARIABLE].isel(y=window[0], x=window[1]).values, nan=0) > 0
     kept, skipped, chips, masks = [], [], [], []
     for index, row, col in task.chips:
-        rows, cols = slice(row - task.y0, row - task.y0 + chip_size), slice(col, col + chip_size)
+        rows, cols = slice(row - task.y0, row - task.y0 + chip_size), slice(col - task.x0, col - task.x0 + chip_size)
         chip = band[:, rows, cols]  # [C, size, size]
         nodata = float(np.isnan(chip).any(0).mean())
         if nodata > max_nodata_fraction:
@@ -134,10 +146,11 @@ def scan_band(
     if kept:
         stored, quantisation = _records_layout(chips, record_dtype)
         moments = _chip_moments(kept, chips, task.moments_for)
-        _atomic_save_npy(Path(spool) / f"band-{task.band:05d}-images.npy", stored)
-        _atomic_save_npy(Path(spool) / f"band-{task.band:05d}-labels.npy", np.stack(masks).astype(np.uint8))
+        _atomic_save_npy(Path(spool) / f"{task.name}-images.npy", stored)
+        _atomic_save_npy(Path(spool) / f"{task.name}-labels.npy", np.stack(masks).astype(np.uint8))
     result = {
         "band": task.band,
+        "window": task.name,
         "kept": kept,
         "skipped": skipped,
         "moments": moments,
@@ -180,18 +193,22 @@ def _chip_moments(kept: list[int], chips: list[np.ndarray], wanted: frozenset[in
 
 
 def write_shard(path: str, entries: list[tuple], spool: str, channels: tuple[str, ...], compression: str) -> dict:
-    """Write one shard from spooled chips; ``entries`` are (band, slot, row, col, origin, split)."""
-    cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    """Write one shard from spooled chips; ``entries`` are (band, window, slot, row, col, origin, split)."""
+    cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    current = None
 
     def chip_records() -> Iterator[bytes]:
-        for band, slot, row, col, origin, split in entries:
-            if band not in cache:
-                cache.clear()  # entries are grouped by band: hold one band's spool at a time
-                cache[band] = (
-                    np.load(Path(spool) / f"band-{band:05d}-images.npy", mmap_mode="r"),
-                    np.load(Path(spool) / f"band-{band:05d}-labels.npy", mmap_mode="r"),
+        nonlocal current
+        for band, window, slot, row, col, origin, split in entries:
+            if band != current:
+                cache.clear()  # entries are in row order: hold the windows of one band at a time
+                current = band
+            if window not in cache:
+                cache[window] = (
+                    np.load(Path(spool) / f"{window}-images.npy", mmap_mode="r"),
+                    np.load(Path(spool) / f"{window}-labels.npy", mmap_mode="r"),
                 )
-            images, labels = cache[band]
+            images, labels = cache[window]
             yield records.encode_example(
                 np.asarray(images[slot]), np.asarray(labels[slot]), channels, row, col, origin, split
             )
@@ -355,10 +372,15 @@ def _check_settings(cfg: ExportConfig) -> None:
         raise ExportError("; ".join(problems))
 
 
-def _band_tasks(table: chips_lib.ChipTable, candidates: np.ndarray, cfg: ExportConfig, height: int) -> list[BandTask]:
-    """Group candidate chips by the band of ``band_rows`` rows their top row falls in.
+def _band_tasks(
+    table: chips_lib.ChipTable, candidates: np.ndarray, cfg: ExportConfig, height: int, width: int, chunk_width: int
+) -> list[BandTask]:
+    """Group candidate chips into windows to read, largest first.
 
-    Bands without candidates are not read, unless whole-scene statistics need every row.
+    By the band of ``band_rows`` rows their top row falls in, then (unless whole-scene
+    statistics need every pixel) by runs of storage chunk columns: bands and chunk columns
+    without candidates are not read. Largest first, so no big window is left for last while
+    the other workers idle.
     """
     band_of = table.row[candidates] // cfg.band_rows
     scene = cfg.stats_from == "scene"
@@ -367,17 +389,38 @@ def _band_tasks(table: chips_lib.ChipTable, candidates: np.ndarray, cfg: ExportC
     for band in bands:
         members = candidates[band_of == band]
         band_rows = (band * cfg.band_rows, min(height, (band + 1) * cfg.band_rows))
-        chip_rows = (
-            (int(table.row[members].min()), int(table.row[members].max()) + cfg.chip_size)
-            if members.size
-            else band_rows
-        )
-        y0, y1 = (min(band_rows[0], chip_rows[0]), max(band_rows[1], chip_rows[1])) if scene else chip_rows
-        chips = tuple((int(i), int(table.row[i]), int(table.col[i])) for i in members)
-        # Train statistics merge the moments of kept training chips; scene statistics need none.
-        train = frozenset(int(i) for i in members if table.split[i] == TRAIN) if not scene else frozenset()
-        tasks.append(BandTask(int(band), int(y0), int(y1), chips, band_rows if scene else None, train))
-    return tasks
+        groups = [members] if scene else _column_groups(table.col, members, cfg.chip_size, chunk_width)
+        for group in groups:
+            rows, cols = table.row[group], table.col[group]
+            chip_rows = (int(rows.min()), int(rows.max()) + cfg.chip_size) if group.size else band_rows
+            if scene:
+                y0, y1 = min(band_rows[0], chip_rows[0]), max(band_rows[1], chip_rows[1])
+                x0, x1 = 0, width
+            else:
+                (y0, y1), x0, x1 = chip_rows, int(cols.min()), int(cols.max()) + cfg.chip_size
+            chips = tuple((int(i), int(table.row[i]), int(table.col[i])) for i in group)
+            # Train statistics merge the moments of kept training chips; scene statistics need none.
+            train = frozenset(int(i) for i in group if table.split[i] == TRAIN) if not scene else frozenset()
+            tasks.append(BandTask(int(band), int(y0), int(y1), x0, x1, chips, band_rows if scene else None, train))
+    return sorted(tasks, key=lambda task: -task.pixels)
+
+
+def _column_groups(col: np.ndarray, members: np.ndarray, chip_size: int, chunk_width: int) -> list[np.ndarray]:
+    """Split chips ``members`` where a storage chunk column none of them touches lies between.
+
+    Each group is read as one window; a chunk column is never decoded for two groups.
+    """
+    if chunk_width <= 0:
+        return [members]
+    order = members[np.argsort(col[members], kind="stable")]
+    first, last = col[order] // chunk_width, (col[order] + chip_size - 1) // chunk_width
+    starts = np.flatnonzero(first[1:] > np.maximum.accumulate(last)[:-1] + 1) + 1
+    return [np.sort(group) for group in np.split(order, starts)]
+
+
+def _chunk_width(ds: xr.Dataset, plan: channels_lib.ChannelPlan) -> int:
+    """Storage chunk width of the first variable the plan reads (0 if unknown)."""
+    return int(ds[plan.variables()[0]].encoding.get("preferred_chunks", {}).get("x", 0))
 
 
 def _progress(total: int, unit: str, desc: str, enabled: bool):
@@ -530,8 +573,9 @@ def export(cfg: ExportConfig) -> dict:
         ",".join(job.config.channels),
     )
     candidates = _candidates(job)
-    tasks = _band_tasks(candidates.table, candidates.indices, cfg, job.ds.sizes["y"])
     plan = channels_lib.ChannelPlan(job.config.channels, job.acquisitions, tuple(job.pairs.items()))
+    height, width = job.ds.sizes["y"], job.ds.sizes["x"]
+    tasks = _band_tasks(candidates.table, candidates.indices, cfg, height, width, _chunk_width(job.ds, plan))
     scan = functools.partial(
         scan_band,
         job.location,
@@ -544,10 +588,10 @@ def export(cfg: ExportConfig) -> dict:
     results = {}
     with executor(cfg) as pool:
         bar = _progress(int(sum(len(t.chips) for t in tasks)), "chip", f"scan {job.config.name}", cfg.progress)
-        chips_in = {t.band: len(t.chips) for t in tasks}
+        chips_in = {t.name: len(t.chips) for t in tasks}
         for result in pool.map_unordered(scan, ((t,) for t in tasks)):
-            results[result["band"]] = result
-            bar.update(chips_in[result["band"]])
+            results[result["window"]] = result
+            bar.update(chips_in[result["window"]])
         bar.close()
         manifest = _assemble(job, candidates, results, pool)
     manifest["export_seconds"] = round(time.perf_counter() - started, 2)
@@ -562,14 +606,15 @@ def _assemble(job: _Job, candidates: _Candidates, results: dict, pool) -> dict:
     """Choose the final chips, compute statistics, write the shards and build the manifest."""
     cfg, config, ds, out_dir, spool = job.cfg, job.config, job.ds, job.out_dir, job.spool
     table, negatives, wanted_negatives = candidates.table, candidates.negatives, candidates.wanted_negatives
-    slot = {}  # chip index -> (band, position in the band's spool)
+    slot = {}  # chip index -> (band, window, position in the window's spool)
     moments = {}
     skipped = {}
     quantisation = np.zeros(len(config.channels))
     scene = ChannelMoments.empty(len(config.channels))
-    for band, result in sorted(results.items()):
+    # Band order: merging scene moments in another order would change their last bits.
+    for result in sorted(results.values(), key=lambda r: (r["band"], r["window"])):
         for position, index in enumerate(result["kept"]):
-            slot[index] = (band, position)
+            slot[index] = (result["band"], result["window"], position)
         moments.update({int(k): ChannelMoments.from_json(v) for k, v in result["moments"].items()})
         skipped.update({int(i): f for i, f in result["skipped"]})
         quantisation = np.maximum(quantisation, result["quantisation"])

@@ -307,17 +307,19 @@ class ChannelPlan:
                 names.append(name)
         return names
 
-    def read_band(self, ds: xr.Dataset, rows: slice) -> np.ndarray:
-        """Channels for the rows ``rows`` of the scene: float32 [C, rows, width]."""
+    def read_band(self, ds: xr.Dataset, rows: slice, cols: slice = slice(None)) -> np.ndarray:
+        """Channels for the window ``rows`` x ``cols`` of the scene: float32 [C, rows, cols]."""
         pairs = dict(self.pairs)
-        out = np.empty((len(self.channels), rows.stop - rows.start, ds.sizes["x"]), np.float32)
+        window = {"y": rows, "x": cols}
+        shape = (len(range(ds.sizes["y"])[rows]), len(range(ds.sizes["x"])[cols]))
+        out = np.empty((len(self.channels), *shape), np.float32)
         for c, channel in enumerate(self.channels):
             if channel in SAR_CHANNELS:
                 pol, side = channel.split("_")
                 indices = self.acquisitions.before if side == "before" else self.acquisitions.after
-                log_mean((ds[pol].isel({schema.TIME_DIM: t, "y": rows}).values for t in indices), out=out[c])
+                log_mean((ds[pol].isel({schema.TIME_DIM: t, **window}).values for t in indices), out=out[c])
             elif channel in COHERENCE_CHANNELS:
-                out[c] = ds["coherence"].isel({schema.PAIR_DIM: pairs[channel], "y": rows}).values
+                out[c] = ds["coherence"].isel({schema.PAIR_DIM: pairs[channel], **window}).values
             else:
-                out[c] = ds[channel].isel(y=rows).values
+                out[c] = ds[channel].isel(window).values
         return out
