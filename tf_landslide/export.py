@@ -168,18 +168,21 @@ def _records_layout(chips: list[np.ndarray], record_dtype: str) -> tuple[np.ndar
     """Chips [C, size, size] as one C-ordered [N, size, size, C] array of ``record_dtype``, and
     the largest rounding error per channel (NaN ignored).
 
-    One chip at a time, so each is still in the cache when its rounding error is measured,
-    and copied from the channels-first band a row at a time (not a channel-strided gather).
+    One chip at a time through buffers that stay in the cache; casts and the error run on
+    contiguous channels-first planes, and only the final copy is channels last.
     """
     n_channels, size = chips[0].shape[:2]
     stored = np.empty((len(chips), size, size, n_channels), record_dtype)
     error = np.zeros(n_channels, np.float32)
+    rounded = np.empty((n_channels, size, size), record_dtype)
+    difference = np.empty((n_channels, size, size), np.float32)
     with np.errstate(invalid="ignore"):
         for chip, out in zip(chips, stored, strict=True):
-            rounded = np.moveaxis(out, -1, 0)  # [C, size, size] view of the record layout
-            rounded[...] = chip
-            difference = np.abs(rounded.astype(np.float32) - chip).reshape(n_channels, -1)
-            np.fmax(error, np.fmax.reduce(difference, axis=1), out=error)  # fmax skips NaN
+            np.copyto(rounded, chip, casting="same_kind")
+            np.copyto(out, np.moveaxis(rounded, 0, -1))
+            np.subtract(rounded, chip, out=difference)
+            np.abs(difference, out=difference)
+            np.fmax(error, np.fmax.reduce(difference.reshape(n_channels, -1), axis=1), out=error)  # skips NaN
     return stored, error
 
 
