@@ -217,7 +217,12 @@ def write_shard(path: str, entries: list[tuple], spool: str, channels: tuple[str
             )
 
     count = records.write_tfrecord(path, chip_records(), compression)
-    return {"path": path, "records": count}
+    return {"path": path, "records": count, **_file_facts(path)}
+
+
+def _file_facts(path: str | os.PathLike) -> dict:
+    """Size and SHA-256 of a file, as the manifest lists its shards."""
+    return {"bytes": os.stat(path).st_size, "sha256": file_digest(path)}
 
 
 def file_digest(path: str | os.PathLike) -> str:
@@ -697,14 +702,15 @@ def _assemble(job: _Job, candidates: _Candidates, results: dict, pool) -> dict:
         }
 
     bar = _progress(sum(len(job[1]) for job in shard_jobs), "chip", "write shards", cfg.progress)
+    facts = {}  # workers hash the shards they write, while the bytes are in the page cache
     for done in pool.map_unordered(write_shard, shard_jobs):
+        facts[done["path"]] = {k: done[k] for k in ("bytes", "sha256")}
         bar.update(done["records"])
     bar.close()
     for info in split_info.values():
         for shard in info["shards"]:
-            path = out_dir / shard["file"]
-            shard["bytes"] = path.stat().st_size
-            shard["sha256"] = file_digest(path)
+            path = str(out_dir / shard["file"])
+            shard.update(facts[path] if path in facts else _file_facts(path))  # or reused from an earlier run
 
     times = ds[schema.TIME_DIM].values
     orbit_of = np.asarray(ds[schema.ORBIT_COORD].values).astype(str)
