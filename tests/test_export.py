@@ -16,6 +16,7 @@ from tests.conftest import tiny_export_config
 from tf_landslide import export, records
 from tf_landslide.cube import channels, events
 from tf_landslide.cube.open import open_cube
+from tf_landslide.normalisation import ChannelMoments
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -247,3 +248,15 @@ def test_records_layout_is_the_channels_last_cast_and_its_largest_error(dtype):
     with np.errstate(invalid="ignore"):
         difference = np.abs(expected.astype(np.float32) - channels_last).reshape(-1, 3)
     np.testing.assert_array_equal(error, np.nanmax(difference, axis=0, initial=0.0))
+
+
+def test_chip_moments_are_those_of_the_stack_of_every_kept_chip():
+    rng = np.random.default_rng(1)
+    chips = [rng.normal(500, 300, (2, 128, 128)).astype(np.float32) for _ in range(3)]
+    kept = [10, 11, 12]
+    every = ChannelMoments.of_each(np.moveaxis(np.stack(chips), 1, -1))
+    for wanted in ({11}, {10, 12}, set(kept), set()):
+        expected = {str(index): m.to_json() for index, m in zip(kept, every, strict=True) if index in wanted}
+        assert export._chip_moments(kept, chips, frozenset(wanted)) == expected
+    alone = ChannelMoments.of_each(np.moveaxis(chips[1][None], 1, -1))[0]
+    assert export._chip_moments([11], chips[1:2], frozenset({11})) == {"11": alone.to_json()}

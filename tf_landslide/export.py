@@ -187,12 +187,19 @@ def _records_layout(chips: list[np.ndarray], record_dtype: str) -> tuple[np.ndar
 
 
 def _chip_moments(kept: list[int], chips: list[np.ndarray], wanted: frozenset[int]) -> dict[str, dict]:
-    """Moments of the kept chips in ``wanted`` (those of other chips are never used), by chip index."""
+    """Moments of the kept chips in ``wanted`` (those of other chips are never used), by chip index.
+
+    ``ChannelMoments.of_each`` sums a stack of one chip another way (last bits differ): the
+    stack gets a second kept chip when only one is wanted, as when all kept chips were stacked.
+    """
     chosen = [n for n, index in enumerate(kept) if index in wanted]
     if not chosen:
         return {}
+    if len(chosen) == 1 and len(kept) > 1:
+        chosen.append(1 if chosen[0] == 0 else 0)
     stack = np.moveaxis(np.stack([chips[n] for n in chosen]), 1, -1)  # [N, size, size, C] view
-    return {str(kept[n]): m.to_json() for n, m in zip(chosen, ChannelMoments.of_each(stack), strict=True)}
+    moments = ChannelMoments.of_each(stack)
+    return {str(kept[n]): m.to_json() for n, m in zip(chosen, moments, strict=True) if kept[n] in wanted}
 
 
 def write_shard(path: str, entries: list[tuple], spool: str, channels: tuple[str, ...], compression: str) -> dict:
@@ -381,14 +388,13 @@ def _check_settings(cfg: ExportConfig) -> None:
 
 
 def _band_tasks(
-    table: chips_lib.ChipTable, candidates: np.ndarray, cfg: ExportConfig, height: int, width: int, chunk_width: int
+    table: chips_lib.ChipTable, candidates: np.ndarray, cfg: ExportConfig, height: int, width: int
 ) -> list[BandTask]:
-    """Group candidate chips into windows to read, largest first.
+    """Group candidate chips by the band of ``band_rows`` rows their top row falls in; largest first.
 
-    By the band of ``band_rows`` rows their top row falls in, then (unless whole-scene
-    statistics need every pixel) by runs of storage chunk columns: bands and chunk columns
-    without candidates are not read. Largest first, so no big window is left for last while
-    the other workers idle.
+    Each band is read over the columns its candidates span: bands without candidates are not
+    read, unless whole-scene statistics need every pixel. Largest first, so that no big band is
+    left for last while the other workers idle.
     """
     band_of = table.row[candidates] // cfg.band_rows
     scene = cfg.stats_from == "scene"
@@ -397,38 +403,18 @@ def _band_tasks(
     for band in bands:
         members = candidates[band_of == band]
         band_rows = (band * cfg.band_rows, min(height, (band + 1) * cfg.band_rows))
-        groups = [members] if scene else _column_groups(table.col, members, cfg.chip_size, chunk_width)
-        for group in groups:
-            rows, cols = table.row[group], table.col[group]
-            chip_rows = (int(rows.min()), int(rows.max()) + cfg.chip_size) if group.size else band_rows
-            if scene:
-                y0, y1 = min(band_rows[0], chip_rows[0]), max(band_rows[1], chip_rows[1])
-                x0, x1 = 0, width
-            else:
-                (y0, y1), x0, x1 = chip_rows, int(cols.min()), int(cols.max()) + cfg.chip_size
-            chips = tuple((int(i), int(table.row[i]), int(table.col[i])) for i in group)
-            # Train statistics merge the moments of kept training chips; scene statistics need none.
-            train = frozenset(int(i) for i in group if table.split[i] == TRAIN) if not scene else frozenset()
-            tasks.append(BandTask(int(band), int(y0), int(y1), x0, x1, chips, band_rows if scene else None, train))
+        rows, cols = table.row[members], table.col[members]
+        if scene:  # the whole band for the statistics, and the chips reaching below it
+            y0, y1 = band_rows[0], max(band_rows[1], int(rows.max()) + cfg.chip_size if members.size else 0)
+            x0, x1 = 0, width
+        else:  # the candidates' bounding box
+            y0, y1 = int(rows.min()), int(rows.max()) + cfg.chip_size
+            x0, x1 = int(cols.min()), int(cols.max()) + cfg.chip_size
+        chips = tuple((int(i), int(table.row[i]), int(table.col[i])) for i in members)
+        # Train statistics merge the moments of kept training chips; scene statistics need none.
+        train = frozenset(int(i) for i in members if table.split[i] == TRAIN) if not scene else frozenset()
+        tasks.append(BandTask(int(band), y0, y1, x0, x1, chips, band_rows if scene else None, train))
     return sorted(tasks, key=lambda task: -task.pixels)
-
-
-def _column_groups(col: np.ndarray, members: np.ndarray, chip_size: int, chunk_width: int) -> list[np.ndarray]:
-    """Split chips ``members`` where a storage chunk column none of them touches lies between.
-
-    Each group is read as one window; a chunk column is never decoded for two groups.
-    """
-    if chunk_width <= 0:
-        return [members]
-    order = members[np.argsort(col[members], kind="stable")]
-    first, last = col[order] // chunk_width, (col[order] + chip_size - 1) // chunk_width
-    starts = np.flatnonzero(first[1:] > np.maximum.accumulate(last)[:-1] + 1) + 1
-    return [np.sort(group) for group in np.split(order, starts)]
-
-
-def _chunk_width(ds: xr.Dataset, plan: channels_lib.ChannelPlan) -> int:
-    """Storage chunk width of the first variable the plan reads (0 if unknown)."""
-    return int(ds[plan.variables()[0]].encoding.get("preferred_chunks", {}).get("x", 0))
 
 
 def _progress(total: int, unit: str, desc: str, enabled: bool):
@@ -583,7 +569,7 @@ def export(cfg: ExportConfig) -> dict:
     candidates = _candidates(job)
     plan = channels_lib.ChannelPlan(job.config.channels, job.acquisitions, tuple(job.pairs.items()))
     height, width = job.ds.sizes["y"], job.ds.sizes["x"]
-    tasks = _band_tasks(candidates.table, candidates.indices, cfg, height, width, _chunk_width(job.ds, plan))
+    tasks = _band_tasks(candidates.table, candidates.indices, cfg, height, width)
     scan = functools.partial(
         scan_band,
         job.location,
