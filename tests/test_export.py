@@ -252,10 +252,10 @@ def test_records_layout_is_the_channels_last_cast_and_its_largest_error(dtype):
 
 def test_chip_moments_are_those_of_the_stack_of_every_kept_chip():
     rng = np.random.default_rng(1)
-    chips = [rng.normal(500, 300, (2, 128, 128)).astype(np.float32) for _ in range(3)]
-    kept = [10, 11, 12]
+    chips = [rng.normal(500, 300, (2, 128, 128)).astype(np.float32) for _ in range(2 * export.MOMENT_STACK + 3)]
+    kept = list(range(10, 10 + len(chips)))
     every = ChannelMoments.of_each(np.moveaxis(np.stack(chips), 1, -1))
-    for wanted in ({11}, {10, 12}, set(kept), set()):
+    for wanted in ({11}, {10, 12}, set(kept), set(kept[1:]), set()):
         expected = {str(index): m.to_json() for index, m in zip(kept, every, strict=True) if index in wanted}
         assert export._chip_moments(kept, chips, frozenset(wanted)) == expected
     alone = ChannelMoments.of_each(np.moveaxis(chips[1][None], 1, -1))[0]
