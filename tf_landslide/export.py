@@ -5,11 +5,12 @@ The work runs in three stages, each resumable:
 1. *plan* (this process): open and validate the cube, choose acquisitions, count landslide
    pixels per chip from the labels (read in bands), assign splits per location, pick the
    chips worth reading (positives, and seeded negative candidates when asked);
-2. *scan* (Dask, one task per band of rows): read only the planes the channels need for that
-   band, build the channels, drop mostly-empty chips, accumulate normalisation moments, and
-   spool the kept chips (in the record dtype) to ``.work/``;
+2. *scan* (Dask, one task per band of rows, largest first): read only the planes the channels
+   need, over the columns the band's candidate chips span (every column for whole-scene
+   statistics), build the channels, drop mostly-empty chips, compute the normalisation
+   moments the statistics use, and spool the kept chips (in the record dtype) to ``.work/``;
 3. *write* (Dask, one task per shard): assemble shards from the spool, each written to a
-   temporary name and renamed, so a shard file is complete or absent.
+   temporary name and renamed, so a shard file is complete or absent; the worker hashes it.
 
 The manifest is written last, atomically, and only after every shard is verified; a run
 that stops early leaves no manifest, and a re-run reuses finished bands and shards (their
