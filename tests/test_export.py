@@ -16,6 +16,7 @@ from tests.conftest import tiny_export_config
 from tf_landslide import export, records
 from tf_landslide.cube import channels, events
 from tf_landslide.cube.open import open_cube
+from tf_landslide.normalisation import ChannelMoments
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -230,3 +231,32 @@ def test_cli_exports_with_a_flagfile_and_reports_bad_flags(tiny_cube, tmp_path):
     plain = [sys.executable, "-m", "export", f"--cube={tiny_cube}", f"--records_dir={tmp_path}", "--chip_size=32"]
     many = subprocess.run(plain + ["--config=vv_t4"], cwd=REPO, capture_output=True, text=True)
     assert many.returncode == 2 and "*_t3 configuration" in many.stderr  # names the configuration the cube can feed
+
+
+@pytest.mark.parametrize("dtype", records.RECORD_DTYPES)
+def test_records_layout_is_the_channels_last_cast_and_its_largest_error(dtype):
+    rng = np.random.default_rng(0)
+    band = rng.normal(0, 300, (3, 40, 70)).astype(np.float32)
+    band[1, :6, :6] = np.nan
+    band[2, 20:, 50:] = np.nan  # a channel missing over a whole chip
+    chips = [band[:, row : row + 16, col : col + 16] for row, col in ((0, 0), (8, 30), (24, 54))]
+    stored, error = export._records_layout(chips, dtype)
+    channels_last = np.stack([np.moveaxis(chip, 0, -1) for chip in chips])
+    expected = channels_last.astype(dtype)
+    assert stored.flags.c_contiguous and stored.dtype == dtype
+    np.testing.assert_array_equal(stored.view(f"u{stored.itemsize}"), expected.view(f"u{stored.itemsize}"))
+    with np.errstate(invalid="ignore"):
+        difference = np.abs(expected.astype(np.float32) - channels_last).reshape(-1, 3)
+    np.testing.assert_array_equal(error, np.nanmax(difference, axis=0, initial=0.0))
+
+
+def test_chip_moments_are_those_of_the_stack_of_every_kept_chip():
+    rng = np.random.default_rng(1)
+    chips = [rng.normal(500, 300, (2, 128, 128)).astype(np.float32) for _ in range(2 * export.MOMENT_STACK + 3)]
+    kept = list(range(10, 10 + len(chips)))
+    every = ChannelMoments.of_each(np.moveaxis(np.stack(chips), 1, -1))
+    for wanted in ({11}, {10, 12}, set(kept), set(kept[1:]), set()):
+        expected = {str(index): m.to_json() for index, m in zip(kept, every, strict=True) if index in wanted}
+        assert export._chip_moments(kept, chips, frozenset(wanted)) == expected
+    alone = ChannelMoments.of_each(np.moveaxis(chips[1][None], 1, -1))[0]
+    assert export._chip_moments([11], chips[1:2], frozenset({11})) == {"11": alone.to_json()}

@@ -5,11 +5,12 @@ The work runs in three stages, each resumable:
 1. *plan* (this process): open and validate the cube, choose acquisitions, count landslide
    pixels per chip from the labels (read in bands), assign splits per location, pick the
    chips worth reading (positives, and seeded negative candidates when asked);
-2. *scan* (Dask, one task per band of rows): read only the planes the channels need for that
-   band, build the channels, drop mostly-empty chips, accumulate normalisation moments, and
-   spool the kept chips (in the record dtype) to ``.work/``;
+2. *scan* (Dask, one task per band of rows, largest first): read only the planes the channels
+   need, over the columns the band's candidate chips span (every column for whole-scene
+   statistics), build the channels, drop mostly-empty chips, compute the normalisation
+   moments the statistics use, and spool the kept chips (in the record dtype) to ``.work/``;
 3. *write* (Dask, one task per shard): assemble shards from the spool, each written to a
-   temporary name and renamed, so a shard file is complete or absent.
+   temporary name and renamed, so a shard file is complete or absent; the worker hashes it.
 
 The manifest is written last, atomically, and only after every shard is verified; a run
 that stops early leaves no manifest, and a re-run reuses finished bands and shards (their
@@ -49,6 +50,8 @@ MANIFEST_NAME = "manifest.json"
 MANIFEST_SCHEMA_VERSION = 1
 WORK_DIR = ".work"
 STATS_SOURCES = ("train", "scene")
+TRAIN = chips_lib.SPLITS.index("train")
+MOMENT_STACK = 8  # chips per ChannelMoments.of_each call: >= 2, small enough for the cache
 
 
 class ExportError(RuntimeError):
@@ -75,13 +78,25 @@ def shard_name(split: str, index: int, count: int) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class BandTask:
-    """One band of rows to scan and the candidate chips inside it."""
+    """One window of a band of rows to scan and the candidate chips inside it."""
 
     band: int
     y0: int  # rows read: [y0, y1)
     y1: int
+    x0: int  # columns read: [x0, x1)
+    x1: int
     chips: tuple[tuple[int, int, int], ...]  # (chip index, row, col)
     scene_rows: tuple[int, int] | None = None  # rows [a, b) for whole-scene statistics
+    moments_for: frozenset[int] = frozenset()  # chips whose moments the statistics need
+
+    @property
+    def name(self) -> str:
+        """Names the window's spool files."""
+        return f"band-{self.band:05d}-cols-{self.x0:05d}-{self.x1:05d}"
+
+    @property
+    def pixels(self) -> int:
+        return (self.y1 - self.y0) * (self.x1 - self.x0)
 
 
 @functools.lru_cache(maxsize=4)
@@ -111,76 +126,120 @@ def scan_band(
     record_dtype: str,
     spool: str,
 ) -> dict:
-    """Read one band, keep chips that are not mostly no-data, spool them; return their metadata.
+    """Read one window, keep chips that are not mostly no-data, spool them; return their metadata.
 
-    Idempotent: a band whose metadata file exists was finished by an earlier run.
+    Idempotent: a window whose metadata file exists was finished by an earlier run.
     """
-    meta_path = Path(spool) / f"band-{task.band:05d}.json"
+    meta_path = Path(spool) / f"{task.name}.json"
     if meta_path.exists():
         return json.loads(meta_path.read_text())
     ds = _open_cached(location)
-    band = plan.read_band(ds, slice(task.y0, task.y1))  # [C, rows, width]
-    band = np.moveaxis(band, 0, -1)  # channels last, as records store them
-    labels = np.nan_to_num(ds[schema.LABEL_VARIABLE].isel(y=slice(task.y0, task.y1)).values, nan=0) > 0
-    n_channels = band.shape[-1]
+    window = slice(task.y0, task.y1), slice(task.x0, task.x1)
+    band = plan.read_band(ds, *window)  # [C, rows, cols]
+    labels = np.nan_to_num(ds[schema.LABEL_VARIABLE].isel(y=window[0], x=window[1]).values, nan=0) > 0
     kept, skipped, chips, masks = [], [], [], []
     for index, row, col in task.chips:
-        rows, cols = slice(row - task.y0, row - task.y0 + chip_size), slice(col, col + chip_size)
-        nodata = float(np.isnan(band[rows, cols]).any(-1).mean())
+        rows, cols = slice(row - task.y0, row - task.y0 + chip_size), slice(col - task.x0, col - task.x0 + chip_size)
+        chip = band[:, rows, cols]  # [C, size, size]
+        nodata = float(np.isnan(chip).any(0).mean())
         if nodata > max_nodata_fraction:
             skipped.append([index, nodata])
             continue
         kept.append(index)
-        chips.append(band[rows, cols])
+        chips.append(chip)
         masks.append(labels[rows, cols])
-    quantisation = np.zeros(n_channels)
+    quantisation = np.zeros(band.shape[0])
     moments = {}
     if kept:
-        # [N, size, size, C]: stacking channels-last views of a channels-first band keeps the
-        # band's layout, and np.save writes a non-C-ordered array element by element (40x slower).
-        chips = np.ascontiguousarray(np.stack(chips))
-        stored = chips.astype(record_dtype, order="C")
-        with np.errstate(invalid="ignore"):
-            error = np.abs(stored.astype(np.float32) - chips)
-        quantisation = np.nanmax(error.reshape(-1, n_channels), axis=0, initial=0.0)
-        moments = {str(i): m.to_json() for i, m in zip(kept, ChannelMoments.of_each(chips), strict=True)}
-        _atomic_save_npy(Path(spool) / f"band-{task.band:05d}-images.npy", stored)
-        _atomic_save_npy(Path(spool) / f"band-{task.band:05d}-labels.npy", np.stack(masks).astype(np.uint8))
+        stored, quantisation = _records_layout(chips, record_dtype)
+        moments = _chip_moments(kept, chips, task.moments_for)
+        _atomic_save_npy(Path(spool) / f"{task.name}-images.npy", stored)
+        _atomic_save_npy(Path(spool) / f"{task.name}-labels.npy", np.stack(masks).astype(np.uint8))
     result = {
         "band": task.band,
+        "window": task.name,
         "kept": kept,
         "skipped": skipped,
         "moments": moments,
         "quantisation": quantisation.tolist(),
-        "scene_moments": (
-            ChannelMoments.of(band[task.scene_rows[0] - task.y0 : task.scene_rows[1] - task.y0]).to_json()
-            if task.scene_rows
-            else None
-        ),
+        "scene_moments": None,
     }
+    if task.scene_rows:
+        first, last = (r - task.y0 for r in task.scene_rows)
+        result["scene_moments"] = ChannelMoments.of(np.moveaxis(band[:, first:last], 0, -1)).to_json()
     _atomic_write_bytes(meta_path, json.dumps(result).encode())
     return result
 
 
+def _records_layout(chips: list[np.ndarray], record_dtype: str) -> tuple[np.ndarray, np.ndarray]:
+    """Chips [C, size, size] as one C-ordered [N, size, size, C] array of ``record_dtype``, and
+    the largest rounding error per channel (NaN ignored).
+
+    One chip at a time through buffers that stay in the cache; casts and the error run on
+    contiguous channels-first planes, and only the final copy is channels last.
+    """
+    n_channels, size = chips[0].shape[:2]
+    stored = np.empty((len(chips), size, size, n_channels), record_dtype)
+    error = np.zeros(n_channels, np.float32)
+    rounded = np.empty((n_channels, size, size), record_dtype)
+    difference = np.empty((n_channels, size, size), np.float32)
+    with np.errstate(invalid="ignore"):
+        for chip, out in zip(chips, stored, strict=True):
+            np.copyto(rounded, chip, casting="same_kind")
+            np.copyto(out, np.moveaxis(rounded, 0, -1))
+            np.subtract(rounded, chip, out=difference)
+            np.abs(difference, out=difference)
+            np.fmax(error, np.fmax.reduce(difference.reshape(n_channels, -1), axis=1), out=error)  # skips NaN
+    return stored, error
+
+
+def _chip_moments(kept: list[int], chips: list[np.ndarray], wanted: frozenset[int]) -> dict[str, dict]:
+    """Moments of the kept chips in ``wanted`` (those of other chips are never used), by chip index.
+
+    In stacks of a few chips, whose float64 temporaries stay in the cache (2x faster than one
+    stack per band). ``ChannelMoments.of_each`` sums a stack of one chip another way (the last
+    bits differ), so no stack holds one chip unless the band kept only one.
+    """
+    chosen = [n for n, index in enumerate(kept) if index in wanted]
+    if not chosen:
+        return {}
+    if len(chosen) == 1 and len(kept) > 1:
+        chosen.append(1 if chosen[0] == 0 else 0)
+    moments = {}
+    for group in np.array_split(chosen, math.ceil(len(chosen) / MOMENT_STACK)):  # sizes differ by <= 1
+        stack = np.moveaxis(np.stack([chips[n] for n in group]), 1, -1)  # [N, size, size, C] view
+        moments.update({str(kept[n]): m.to_json() for n, m in zip(group, ChannelMoments.of_each(stack), strict=True)})
+    return {index: m for index, m in moments.items() if int(index) in wanted}
+
+
 def write_shard(path: str, entries: list[tuple], spool: str, channels: tuple[str, ...], compression: str) -> dict:
-    """Write one shard from spooled chips; ``entries`` are (band, slot, row, col, origin, split)."""
-    cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    """Write one shard from spooled chips; ``entries`` are (band, window, slot, row, col, origin, split)."""
+    cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    current = None
 
     def chip_records() -> Iterator[bytes]:
-        for band, slot, row, col, origin, split in entries:
-            if band not in cache:
-                cache.clear()  # entries are grouped by band: hold one band's spool at a time
-                cache[band] = (
-                    np.load(Path(spool) / f"band-{band:05d}-images.npy", mmap_mode="r"),
-                    np.load(Path(spool) / f"band-{band:05d}-labels.npy", mmap_mode="r"),
+        nonlocal current
+        for band, window, slot, row, col, origin, split in entries:
+            if band != current:
+                cache.clear()  # entries are in row order: hold the windows of one band at a time
+                current = band
+            if window not in cache:
+                cache[window] = (
+                    np.load(Path(spool) / f"{window}-images.npy", mmap_mode="r"),
+                    np.load(Path(spool) / f"{window}-labels.npy", mmap_mode="r"),
                 )
-            images, labels = cache[band]
+            images, labels = cache[window]
             yield records.encode_example(
                 np.asarray(images[slot]), np.asarray(labels[slot]), channels, row, col, origin, split
             )
 
     count = records.write_tfrecord(path, chip_records(), compression)
-    return {"path": path, "records": count}
+    return {"path": path, "records": count, **_file_facts(path)}
+
+
+def _file_facts(path: str | os.PathLike) -> dict:
+    """Size and SHA-256 of a file, as the manifest lists its shards."""
+    return {"bytes": os.stat(path).st_size, "sha256": file_digest(path)}
 
 
 def file_digest(path: str | os.PathLike) -> str:
@@ -338,10 +397,14 @@ def _check_settings(cfg: ExportConfig) -> None:
         raise ExportError("; ".join(problems))
 
 
-def _band_tasks(table: chips_lib.ChipTable, candidates: np.ndarray, cfg: ExportConfig, height: int) -> list[BandTask]:
-    """Group candidate chips by the band of ``band_rows`` rows their top row falls in.
+def _band_tasks(
+    table: chips_lib.ChipTable, candidates: np.ndarray, cfg: ExportConfig, height: int, width: int
+) -> list[BandTask]:
+    """Group candidate chips by the band of ``band_rows`` rows their top row falls in; largest first.
 
-    Bands without candidates are not read, unless whole-scene statistics need every row.
+    Each band is read over the columns its candidates span: bands without candidates are not
+    read, unless whole-scene statistics need every pixel. Largest first, so that no big band is
+    left for last while the other workers idle.
     """
     band_of = table.row[candidates] // cfg.band_rows
     scene = cfg.stats_from == "scene"
@@ -350,15 +413,18 @@ def _band_tasks(table: chips_lib.ChipTable, candidates: np.ndarray, cfg: ExportC
     for band in bands:
         members = candidates[band_of == band]
         band_rows = (band * cfg.band_rows, min(height, (band + 1) * cfg.band_rows))
-        chip_rows = (
-            (int(table.row[members].min()), int(table.row[members].max()) + cfg.chip_size)
-            if members.size
-            else band_rows
-        )
-        y0, y1 = (min(band_rows[0], chip_rows[0]), max(band_rows[1], chip_rows[1])) if scene else chip_rows
+        rows, cols = table.row[members], table.col[members]
+        if scene:  # the whole band for the statistics, and the chips reaching below it
+            y0, y1 = band_rows[0], max(band_rows[1], int(rows.max()) + cfg.chip_size if members.size else 0)
+            x0, x1 = 0, width
+        else:  # the candidates' bounding box
+            y0, y1 = int(rows.min()), int(rows.max()) + cfg.chip_size
+            x0, x1 = int(cols.min()), int(cols.max()) + cfg.chip_size
         chips = tuple((int(i), int(table.row[i]), int(table.col[i])) for i in members)
-        tasks.append(BandTask(int(band), int(y0), int(y1), chips, band_rows if scene else None))
-    return tasks
+        # Train statistics merge the moments of kept training chips; scene statistics need none.
+        train = frozenset(int(i) for i in members if table.split[i] == TRAIN) if not scene else frozenset()
+        tasks.append(BandTask(int(band), y0, y1, x0, x1, chips, band_rows if scene else None, train))
+    return sorted(tasks, key=lambda task: -task.pixels)
 
 
 def _progress(total: int, unit: str, desc: str, enabled: bool):
@@ -515,8 +581,9 @@ def export(cfg: ExportConfig) -> dict:
         ",".join(job.config.channels),
     )
     candidates = _candidates(job)
-    tasks = _band_tasks(candidates.table, candidates.indices, cfg, job.ds.sizes["y"])
     plan = channels_lib.ChannelPlan(job.config.channels, job.acquisitions, tuple(job.pairs.items()))
+    height, width = job.ds.sizes["y"], job.ds.sizes["x"]
+    tasks = _band_tasks(candidates.table, candidates.indices, cfg, height, width)
     scan = functools.partial(
         scan_band,
         job.location,
@@ -529,10 +596,10 @@ def export(cfg: ExportConfig) -> dict:
     results = {}
     with executor(cfg) as pool:
         bar = _progress(int(sum(len(t.chips) for t in tasks)), "chip", f"scan {job.config.name}", cfg.progress)
-        chips_in = {t.band: len(t.chips) for t in tasks}
+        chips_in = {t.name: len(t.chips) for t in tasks}
         for result in pool.map_unordered(scan, ((t,) for t in tasks)):
-            results[result["band"]] = result
-            bar.update(chips_in[result["band"]])
+            results[result["window"]] = result
+            bar.update(chips_in[result["window"]])
         bar.close()
         manifest = _assemble(job, candidates, results, pool)
     manifest["export_seconds"] = round(time.perf_counter() - started, 2)
@@ -547,14 +614,15 @@ def _assemble(job: _Job, candidates: _Candidates, results: dict, pool) -> dict:
     """Choose the final chips, compute statistics, write the shards and build the manifest."""
     cfg, config, ds, out_dir, spool = job.cfg, job.config, job.ds, job.out_dir, job.spool
     table, negatives, wanted_negatives = candidates.table, candidates.negatives, candidates.wanted_negatives
-    slot = {}  # chip index -> (band, position in the band's spool)
+    slot = {}  # chip index -> (band, window, position in the window's spool)
     moments = {}
     skipped = {}
     quantisation = np.zeros(len(config.channels))
     scene = ChannelMoments.empty(len(config.channels))
-    for band, result in sorted(results.items()):
+    # Band order: merging scene moments in another order would change their last bits.
+    for result in sorted(results.values(), key=lambda r: (r["band"], r["window"])):
         for position, index in enumerate(result["kept"]):
-            slot[index] = (band, position)
+            slot[index] = (result["band"], result["window"], position)
         moments.update({int(k): ChannelMoments.from_json(v) for k, v in result["moments"].items()})
         skipped.update({int(i): f for i, f in result["skipped"]})
         quantisation = np.maximum(quantisation, result["quantisation"])
@@ -577,11 +645,12 @@ def _assemble(job: _Job, candidates: _Candidates, results: dict, pool) -> dict:
             "Check the labels, or raise --max_nodata_fraction"
         )
 
-    train = ChannelMoments.empty(len(config.channels))
-    for i in kept:
-        if table.split[i] == 0:
-            train = train.merge(moments[i])
-    stats = train if cfg.stats_from == "train" else scene
+    stats = scene
+    if cfg.stats_from == "train":
+        stats = ChannelMoments.empty(len(config.channels))
+        for i in kept:
+            if table.split[i] == TRAIN:
+                stats = stats.merge(moments[i])
     if stats.count.min() == 0:
         raise ExportError(
             "the training split holds no valid pixel for some channel; cannot compute normalisation "
@@ -633,14 +702,15 @@ def _assemble(job: _Job, candidates: _Candidates, results: dict, pool) -> dict:
         }
 
     bar = _progress(sum(len(job[1]) for job in shard_jobs), "chip", "write shards", cfg.progress)
+    facts = {}  # workers hash the shards they write, while the bytes are in the page cache
     for done in pool.map_unordered(write_shard, shard_jobs):
+        facts[done["path"]] = {k: done[k] for k in ("bytes", "sha256")}
         bar.update(done["records"])
     bar.close()
     for info in split_info.values():
         for shard in info["shards"]:
-            path = out_dir / shard["file"]
-            shard["bytes"] = path.stat().st_size
-            shard["sha256"] = file_digest(path)
+            path = str(out_dir / shard["file"])
+            shard.update(facts[path] if path in facts else _file_facts(path))  # or reused from an earlier run
 
     times = ds[schema.TIME_DIM].values
     orbit_of = np.asarray(ds[schema.ORBIT_COORD].values).astype(str)

@@ -113,6 +113,30 @@ def test_log_mean_does_not_modify_its_inputs():
     np.testing.assert_array_equal(b, copies[1])
 
 
+def test_log_mean_is_bit_identical_to_a_masked_log_and_fills_out():
+    """The vectorised kernel gives the exact bits of ``log(where=valid)``, NaN included."""
+    rng = np.random.default_rng(3)
+    planes = []
+    for _ in range(4):
+        plane = rng.lognormal(-2, 3, (37, 131)).astype(np.float32)
+        draw = rng.random(plane.shape)
+        plane[draw < 0.2] = np.nan
+        plane[(draw >= 0.2) & (draw < 0.3)] = 0.0
+        plane[(draw >= 0.3) & (draw < 0.35)] = -1.0
+        plane[(draw >= 0.35) & (draw < 0.4)] = np.float32(1e-42)  # subnormal
+        planes.append(plane)
+    total = count = None
+    for plane in planes:
+        valid = plane > 0
+        logs = np.log(plane, out=np.zeros_like(plane), where=valid)
+        total, count = (logs, valid.astype(np.uint16)) if total is None else (total + logs, count + valid)
+    expected = np.divide(total, count, out=np.full_like(total, np.nan), where=count > 0)
+    out = np.empty_like(planes[0])
+    assert log_mean(planes, out=out) is out
+    assert np.isnan(expected).any()
+    np.testing.assert_array_equal(out.view(np.uint32), expected.view(np.uint32))
+
+
 def test_log_mean_needs_a_plane():
     with pytest.raises(ValueError, match="at least one plane"):
         log_mean([])

@@ -252,25 +252,38 @@ def select_pairs(ds: xr.Dataset, event: Event, orbit: str) -> dict[str, int]:
     }
 
 
-def log_mean(planes: Iterable[np.ndarray]) -> np.ndarray:
+def log_mean(planes: Iterable[np.ndarray], out: np.ndarray | None = None) -> np.ndarray:
     """Pixel-wise mean of ``log`` over linear-power planes; NaN and <= 0 are missing.
 
-    Streams the planes, so only one plane and two accumulators are in memory. Pixels with
-    no valid value in any plane are NaN.
+    Streams the planes, so only one plane, one scratch plane and two accumulators are in
+    memory; the planes are not modified. Pixels with no valid value in any plane are NaN.
+    ``out``: a float32 array of the planes' shape to hold the result (else a new one).
     """
-    total = count = None
-    for plane in planes:
-        plane = np.asarray(plane, dtype=np.float32)
-        valid = plane > 0  # False for NaN as well
-        logs = np.log(plane, out=np.zeros_like(plane), where=valid)  # 0 where missing
-        if total is None:
-            total, count = logs, valid.astype(np.uint16)
-        else:
-            total += logs
+    total = count = valid = scratch = None
+    # The log runs on every pixel and missing ones are zeroed after: the same values as a
+    # masked log (``where=``), whose loop is several times slower than the vectorised one.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for plane in planes:
+            plane = np.asarray(plane, dtype=np.float32)
+            if total is None:
+                total = np.empty_like(plane) if out is None else out
+                valid, count = np.empty(plane.shape, bool), np.zeros(plane.shape, np.uint16)
+                logs = total
+            else:
+                scratch = np.empty_like(plane) if scratch is None else scratch
+                logs = scratch
+            np.greater(plane, 0, out=valid)  # False for NaN as well
+            np.log(plane, out=logs)
+            np.copyto(logs, 0, where=~valid)
+            if logs is not total:
+                total += logs
             count += valid
-    if total is None:
-        raise ValueError("log_mean needs at least one plane")
-    return np.divide(total, count, out=np.full_like(total, np.nan), where=count > 0)
+        if total is None:
+            raise ValueError("log_mean needs at least one plane")
+        np.divide(total, count, out=total)
+    # Where no plane is valid that was 0 / 0: set numpy's NaN (the sign of 0 / 0's NaN varies).
+    np.copyto(total, np.nan, where=count == 0)
+    return total
 
 
 @dataclasses.dataclass(frozen=True)
@@ -294,17 +307,19 @@ class ChannelPlan:
                 names.append(name)
         return names
 
-    def read_band(self, ds: xr.Dataset, rows: slice) -> np.ndarray:
-        """Channels for the rows ``rows`` of the scene: float32 [C, rows, width]."""
+    def read_band(self, ds: xr.Dataset, rows: slice, cols: slice = slice(None)) -> np.ndarray:
+        """Channels for the window ``rows`` x ``cols`` of the scene: float32 [C, rows, cols]."""
         pairs = dict(self.pairs)
-        out = np.empty((len(self.channels), rows.stop - rows.start, ds.sizes["x"]), np.float32)
+        window = {"y": rows, "x": cols}
+        shape = (len(range(ds.sizes["y"])[rows]), len(range(ds.sizes["x"])[cols]))
+        out = np.empty((len(self.channels), *shape), np.float32)
         for c, channel in enumerate(self.channels):
             if channel in SAR_CHANNELS:
                 pol, side = channel.split("_")
                 indices = self.acquisitions.before if side == "before" else self.acquisitions.after
-                out[c] = log_mean(ds[pol].isel({schema.TIME_DIM: t, "y": rows}).values for t in indices)
+                log_mean((ds[pol].isel({schema.TIME_DIM: t, **window}).values for t in indices), out=out[c])
             elif channel in COHERENCE_CHANNELS:
-                out[c] = ds["coherence"].isel({schema.PAIR_DIM: pairs[channel], "y": rows}).values
+                out[c] = ds["coherence"].isel({schema.PAIR_DIM: pairs[channel], **window}).values
             else:
-                out[c] = ds[channel].isel(y=rows).values
+                out[c] = ds[channel].isel(window).values
         return out
