@@ -39,3 +39,14 @@ def test_moments_of_each_item_equal_moments_of_that_item():
         np.testing.assert_array_equal(moments.count, single.count)
         np.testing.assert_allclose(moments.mean, single.mean, rtol=1e-12)
         np.testing.assert_allclose(moments.m2, single.m2, rtol=1e-9)
+
+
+def test_channels_first_and_channels_last_give_the_same_bits():
+    rng = np.random.default_rng(5)
+    band = (1000 + 300 * rng.random((3, 40, 50))).astype(np.float32)
+    band[1, rng.random((40, 50)) < 0.1] = np.nan
+    first = ChannelMoments.of(band, channel_axis=0)
+    last = ChannelMoments.of(np.moveaxis(band, 0, -1))
+    for a, b in ((first.count, last.count), (first.mean, last.mean), (first.m2, last.m2)):
+        np.testing.assert_array_equal(a, b)
+    assert first.count.tolist() == [2000, int(np.isfinite(band[1]).sum()), 2000]

@@ -166,7 +166,7 @@ def scan_band(
     }
     if task.scene_rows:
         first, last = (r - task.y0 for r in task.scene_rows)
-        result["scene_moments"] = ChannelMoments.of(np.moveaxis(band[:, first:last], 0, -1)).to_json()
+        result["scene_moments"] = ChannelMoments.of(band[:, first:last], channel_axis=0).to_json()
     _atomic_write_bytes(meta_path, json.dumps(result).encode())
     return result
 

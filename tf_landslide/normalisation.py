@@ -24,20 +24,26 @@ class ChannelMoments:
         return cls(np.zeros(channels), np.zeros(channels), np.zeros(channels))
 
     @classmethod
-    def of(cls, values: np.ndarray) -> ChannelMoments:
-        """Moments of ``values`` shaped [..., C] (channels last), ignoring NaN.
+    def of(cls, values: np.ndarray, channel_axis: int = -1) -> ChannelMoments:
+        """Moments per channel of ``values`` (channels on ``channel_axis``), ignoring NaN.
 
-        Works one channel at a time, so a band of a scene never has a float64 copy of itself.
+        Works one channel at a time, so a band of a scene never has a float64 copy of itself;
+        channels first (``channel_axis=0``) reads each channel contiguously. The values are
+        summed in the same order either way, so both layouts give the same bits.
         """
         values = np.asarray(values)
-        flat = values.reshape(-1, values.shape[-1])
-        count, mean, m2 = (np.zeros(flat.shape[1]) for _ in range(3))
-        for c in range(flat.shape[1]):
-            finite = flat[:, c][np.isfinite(flat[:, c])]
+        channels = values.shape[channel_axis]
+        count, mean, m2 = (np.zeros(channels) for _ in range(3))
+        by_channel = np.moveaxis(values, channel_axis, 0)
+        for c in range(channels):
+            plane = by_channel[c].ravel()  # a view when channels come first
+            finite_mask = np.isfinite(plane)
+            finite = plane if finite_mask.all() else plane[finite_mask]
             count[c] = finite.size
             if finite.size:
                 mean[c] = finite.sum(dtype=np.float64) / finite.size
-                deviation = finite.astype(np.float64) - mean[c]  # one channel at a time in float64
+                deviation = finite.astype(np.float64)  # one channel at a time in float64
+                deviation -= mean[c]
                 m2[c] = np.dot(deviation, deviation)
         return cls(count, mean, m2)
 
