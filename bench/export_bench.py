@@ -49,8 +49,9 @@ from tf_landslide import chips as chips_lib
 from tf_landslide import export as export_lib
 from tf_landslide.config import CubeConfig, ExportConfig
 from tf_landslide.cube import channels as channels_lib
-from tf_landslide.cube import events, schema, synthetic
+from tf_landslide.cube import schema, synthetic
 from tf_landslide.cube.open import open_cube
+from tf_landslide.cube.scene import open_scene
 
 RSS_TARGET_BYTES = 2e9
 RATIO_TARGET = 2.0
@@ -110,17 +111,9 @@ def compressor_of(path: Path, variable: str) -> str:
 
 def export_plan(location: str, config_name: str):
     """The ChannelPlan the export builds for ``config_name`` with default cube settings (orbit 'auto')."""
-    cube = CubeConfig(cube=location)
-    ds = open_cube(location)
     config = channels_lib.resolve_channel_config(config_name)
-    event = events.resolve_event(cube.event, cube.event_start, cube.event_end, location, ds.attrs)
-    orbit = channels_lib.resolve_orbit(ds, cube.orbit)
-    if config.needs_sar:
-        acquisitions = channels_lib.select_acquisitions(ds, event, config.timesteps, orbit, cube.acquisition_rule)
-    else:
-        acquisitions = channels_lib.Acquisitions(orbit, (), ())
-    pairs = channels_lib.select_pairs(ds, event, orbit) if config.needs_insar else {}
-    return ds, config, channels_lib.ChannelPlan(config.channels, acquisitions, tuple(pairs.items()))
+    scene = open_scene(location, CubeConfig(cube=location), config)
+    return scene.ds, config, scene.plan
 
 
 def planes_of(plan: channels_lib.ChannelPlan) -> list[tuple[str, str | None, int | None]]:

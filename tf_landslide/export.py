@@ -41,7 +41,8 @@ from tf_landslide import records, storage
 from tf_landslide.config import CubeConfig, ExportConfig
 from tf_landslide.cube import channels as channels_lib
 from tf_landslide.cube import events, schema, synthetic
-from tf_landslide.cube.open import acquisitions_by_orbit, open_cube, validate_cube
+from tf_landslide.cube.open import acquisitions_by_orbit, open_cube
+from tf_landslide.cube.scene import georeference, open_scene
 from tf_landslide.normalisation import ChannelMoments
 
 log = logging.getLogger("tf_landslide.export")
@@ -321,21 +322,6 @@ def _cube_identity(ds: xr.Dataset, location: str) -> dict:
     }
 
 
-def _georeference(ds: xr.Dataset) -> dict:
-    """CRS (WKT, and EPSG when known) and the GDAL-order affine transform of the grid."""
-    x, y = ds.x.values, ds.y.values
-    dx = float(x[1] - x[0]) if x.size > 1 else 10.0
-    dy = float(y[1] - y[0]) if y.size > 1 else -10.0
-    transform = [dx, 0.0, float(x[0]) - dx / 2, 0.0, dy, float(y[0]) - dy / 2]
-    crs_wkt = None
-    if "spatial_ref" in ds.coords:
-        attrs = ds["spatial_ref"].attrs
-        crs_wkt = attrs.get("crs_wkt") or attrs.get("spatial_ref")
-    if crs_wkt is None:
-        log.warning("the cube carries no CRS (no spatial_ref coordinate): maps made from it cannot be georeferenced")
-    return {"crs_wkt": crs_wkt, "transform": transform, "height": int(ds.sizes["y"]), "width": int(ds.sizes["x"])}
-
-
 def _settings(
     cfg: ExportConfig,
     identity: dict,
@@ -529,20 +515,24 @@ def _plan(cfg: ExportConfig) -> _Job:
     """Open and validate the cube and make every choice that does not need the pixels."""
     location = cube_location(cfg.cube)
     config = channels_lib.resolve_channel_config(cfg.config, cfg.channels, cfg.timesteps)
-    ds = open_cube(location)
-    validate_cube(ds, need_insar=config.needs_insar)
-    event = events.resolve_event(cfg.cube.event, cfg.cube.event_start, cfg.cube.event_end, location, ds.attrs)
-    orbit = channels_lib.resolve_orbit(ds, cfg.cube.orbit)
-    if config.needs_sar:
-        acquisitions = channels_lib.select_acquisitions(ds, event, config.timesteps, orbit, cfg.cube.acquisition_rule)
-    else:
-        acquisitions = channels_lib.Acquisitions(orbit, (), ())
-    pairs = channels_lib.select_pairs(ds, event, orbit) if config.needs_insar else {}
-    identity = _cube_identity(ds, location)
-    settings = _settings(cfg, identity, event, config, acquisitions, pairs)
+    scene = open_scene(location, cfg.cube, config)
+    identity = _cube_identity(scene.ds, location)
+    settings = _settings(cfg, identity, scene.event, config, scene.acquisitions, scene.pairs)
     fingerprint = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
     out_dir = Path(cfg.records_dir) / config.name
-    return _Job(cfg, location, ds, config, event, acquisitions, pairs, identity, settings, fingerprint, out_dir)
+    return _Job(
+        cfg,
+        location,
+        scene.ds,
+        config,
+        scene.event,
+        scene.acquisitions,
+        scene.pairs,
+        identity,
+        settings,
+        fingerprint,
+        out_dir,
+    )
 
 
 def _candidates(job: _Job) -> _Candidates:
@@ -657,7 +647,7 @@ def _assemble(job: _Job, candidates: _Candidates, results: dict, pool) -> dict:
             "statistics. Use --stats_from=scene or another --split_seed"
         )
 
-    geo = _georeference(ds)
+    geo = georeference(ds)
     transform = geo["transform"]
     bytes_per_chip = cfg.chip_size**2 * (len(config.channels) * np.dtype(cfg.record_dtype).itemsize + 1) + 400
     per_shard = max(1, int(cfg.shard_mb * 1e6 // bytes_per_chip))
