@@ -76,6 +76,7 @@ class GeoTiff:
                     BLOCKSIZE=str(BLOCK),
                     OVERVIEW_RESAMPLING="AVERAGE",
                     BIGTIFF="IF_SAFER",
+                    NUM_THREADS="ALL_CPUS",  # compress tiles in parallel
                 )
         finally:
             self.env.__exit__(None, None, None)
@@ -112,6 +113,10 @@ class Quicklook:
         self.probability, self.backdrop, self.labels = [], [], []
 
     def write(self, row: int, probability: np.ndarray, inputs: np.ndarray, labels: np.ndarray | None) -> None:
+        if not self.probability:
+            from tf_landslide import plots
+
+            plots._pyplot()  # load matplotlib now, while the model runs, not after the last window
         keep = slice((-row) % self.step, None, self.step)
         # Copies: a view would keep the whole strip it was cut from alive.
         self.probability.append(probability[keep, :: self.step].copy())

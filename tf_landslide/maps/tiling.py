@@ -128,8 +128,9 @@ def blend(
     (NaN = missing); ``predict(windows)`` maps float32 [N, window, window, C] to probabilities
     [N, window, window]; ``emit(row, probability, inputs)`` receives consecutive blocks of
     rows covering the scene once: probability float32 [rows, width], NaN where any input
-    channel is missing, and those rows' inputs. The next strip is read while this one is
-    predicted. Returns counts (windows, strips, rows read).
+    channel is missing, and those rows' inputs. The next strip is read, and the previous one
+    emitted, while this one is predicted (each in its own thread; emit calls stay in order).
+    Returns counts (windows, strips, rows read).
     """
     if batch_size <= 0:
         raise ValueError(f"--map_batch_size={batch_size}: give a positive number of windows per batch")
@@ -146,7 +147,11 @@ def blend(
         return block[np.ix_(rows - rows.min(), columns)]  # [window, padded width, C], one gather
 
     accumulated = np.zeros((size, columns.size), np.float32)
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as reader:
+    written = None  # the previous strip's rows, being written while this strip is predicted
+    with (
+        concurrent.futures.ThreadPoolExecutor(max_workers=1) as reader,
+        concurrent.futures.ThreadPoolExecutor(max_workers=1) as writer,
+    ):
         upcoming = reader.submit(read_strip, 0)
         for j in range(strips):
             strip = upcoming.result()
@@ -166,7 +171,11 @@ def blend(
                 inputs = strip[top:bottom, pad : pad + width]
                 probability = accumulated[top:bottom, pad : pad + width].copy()
                 probability[np.isnan(inputs).any(-1)] = np.nan
-                emit(j * stride + top - pad, probability, inputs)
+                if written is not None:
+                    written.result()  # in order, one strip at a time; raises what emit raised
+                written = writer.submit(emit, j * stride + top - pad, probability, inputs)
             accumulated[: size - stride] = accumulated[stride:]
             accumulated[size - stride :] = 0.0
+        if written is not None:
+            written.result()
     return {"windows": strips * across, "strips": strips, "windows_per_strip": across, "rows_read": cache.rows_read}
