@@ -42,7 +42,7 @@ from tf_landslide.config import CubeConfig, ExportConfig
 from tf_landslide.cube import channels as channels_lib
 from tf_landslide.cube import events, schema, synthetic
 from tf_landslide.cube.open import acquisitions_by_orbit, open_cube
-from tf_landslide.cube.scene import georeference, open_scene
+from tf_landslide.cube.scene import Scene, georeference, open_scene
 from tf_landslide.normalisation import ChannelMoments
 
 log = logging.getLogger("tf_landslide.export")
@@ -484,12 +484,7 @@ class _Job:
     """One export being made: its settings, the cube, and the choices made from them."""
 
     cfg: ExportConfig
-    location: str
-    ds: xr.Dataset
-    config: channels_lib.ChannelConfig
-    event: events.Event
-    acquisitions: channels_lib.Acquisitions
-    pairs: dict
+    scene: Scene
     identity: dict
     settings: dict
     fingerprint: str
@@ -520,24 +515,14 @@ def _plan(cfg: ExportConfig) -> _Job:
     settings = _settings(cfg, identity, scene.event, config, scene.acquisitions, scene.pairs)
     fingerprint = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
     out_dir = Path(cfg.records_dir) / config.name
-    return _Job(
-        cfg,
-        location,
-        scene.ds,
-        config,
-        scene.event,
-        scene.acquisitions,
-        scene.pairs,
-        identity,
-        settings,
-        fingerprint,
-        out_dir,
-    )
+    return _Job(cfg, scene, identity, settings, fingerprint, out_dir)
 
 
 def _candidates(job: _Job) -> _Candidates:
     cfg = job.cfg
-    table, nan_labels = chips_lib.build_chip_table(job.ds, cfg.chip_size, cfg.chip_stride, cfg.split, cfg.band_rows)
+    table, nan_labels = chips_lib.build_chip_table(
+        job.scene.ds, cfg.chip_size, cfg.chip_stride, cfg.split, cfg.band_rows
+    )
     if nan_labels:
         log.warning("%d label pixels are NaN: counted as no landslide", nan_labels)
     positive = np.flatnonzero(table.positives > 0)
@@ -564,19 +549,19 @@ def export(cfg: ExportConfig) -> dict:
         return reused
     log.info(
         "exporting %s from %s: event %s, orbit %s, channels %s",
-        job.config.name,
-        job.location,
-        job.event.as_dict(),
-        job.acquisitions.orbit,
-        ",".join(job.config.channels),
+        job.scene.config.name,
+        job.scene.location,
+        job.scene.event.as_dict(),
+        job.scene.acquisitions.orbit,
+        ",".join(job.scene.config.channels),
     )
     candidates = _candidates(job)
-    plan = channels_lib.ChannelPlan(job.config.channels, job.acquisitions, tuple(job.pairs.items()))
-    height, width = job.ds.sizes["y"], job.ds.sizes["x"]
+    plan = job.scene.plan
+    height, width = job.scene.ds.sizes["y"], job.scene.ds.sizes["x"]
     tasks = _band_tasks(candidates.table, candidates.indices, cfg, height, width)
     scan = functools.partial(
         scan_band,
-        job.location,
+        job.scene.location,
         plan,
         chip_size=cfg.chip_size,
         max_nodata_fraction=cfg.max_nodata_fraction,
@@ -585,7 +570,7 @@ def export(cfg: ExportConfig) -> dict:
     )
     results = {}
     with executor(cfg) as pool:
-        bar = _progress(int(sum(len(t.chips) for t in tasks)), "chip", f"scan {job.config.name}", cfg.progress)
+        bar = _progress(int(sum(len(t.chips) for t in tasks)), "chip", f"scan {job.scene.config.name}", cfg.progress)
         chips_in = {t.name: len(t.chips) for t in tasks}
         for result in pool.map_unordered(scan, ((t,) for t in tasks)):
             results[result["window"]] = result
@@ -602,7 +587,7 @@ def export(cfg: ExportConfig) -> dict:
 
 def _assemble(job: _Job, candidates: _Candidates, results: dict, pool) -> dict:
     """Choose the final chips, compute statistics, write the shards and build the manifest."""
-    cfg, config, ds, out_dir, spool = job.cfg, job.config, job.ds, job.out_dir, job.spool
+    cfg, config, ds, out_dir, spool = job.cfg, job.scene.config, job.scene.ds, job.out_dir, job.spool
     table, negatives, wanted_negatives = candidates.table, candidates.negatives, candidates.wanted_negatives
     slot = {}  # chip index -> (band, window, position in the window's spool)
     moments = {}
@@ -711,18 +696,18 @@ def _assemble(job: _Job, candidates: _Candidates, results: dict, pool) -> dict:
         "fingerprint": job.fingerprint,
         "settings": job.settings,
         "cube": {**job.identity, **geo},
-        "event": job.event.as_dict(),
-        "orbit": job.acquisitions.orbit,
+        "event": job.scene.event.as_dict(),
+        "orbit": job.scene.acquisitions.orbit,
         "config": job.settings["config"],
         "channels": list(config.channels),
         "chip_size": cfg.chip_size,
         "stride": cfg.chip_stride,
         "acquisitions": {
             side: [{"time": str(times[i])[:19] + "Z", "orbit": orbit_of[i]} for i in indices]
-            for side, indices in (("before", job.acquisitions.before), ("after", job.acquisitions.after))
+            for side, indices in (("before", job.scene.acquisitions.before), ("after", job.scene.acquisitions.after))
         },
         "cube_acquisitions_per_orbit": acquisitions_by_orbit(ds),
-        "insar_pairs": {name: str(ds[schema.PAIR_DIM].values[i]) for name, i in job.pairs.items()},
+        "insar_pairs": {name: str(ds[schema.PAIR_DIM].values[i]) for name, i in job.scene.pairs.items()},
         "selection": {
             "rule": "k most recent acquisitions strictly before the event start, "
             "k earliest strictly after its end (UTC)"
