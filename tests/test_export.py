@@ -13,7 +13,7 @@ import tensorflow as tf
 import xarray as xr
 
 from tests.conftest import tiny_export_config
-from tf_landslide import export, records
+from tf_landslide import export, records, storage
 from tf_landslide.cube import channels, events
 from tf_landslide.cube.open import open_cube
 from tf_landslide.normalisation import ChannelMoments
@@ -102,7 +102,7 @@ def test_manifest_tells_the_truth(exported):
         for shard in info["shards"]:
             path = out_dir / shard["file"]
             assert records.count_records(path) == shard["records"]
-            assert export.file_digest(path) == shard["sha256"] and path.stat().st_size == shard["bytes"]
+            assert storage.sha256(path) == shard["sha256"] and path.stat().st_size == shard["bytes"]
     assert not (out_dir / export.WORK_DIR).exists()
     assert "whole scene" in manifest["normalisation"]["note"]
 

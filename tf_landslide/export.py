@@ -42,7 +42,7 @@ from tf_landslide.config import CubeConfig, ExportConfig
 from tf_landslide.cube import channels as channels_lib
 from tf_landslide.cube import events, schema, synthetic
 from tf_landslide.cube.open import acquisitions_by_orbit, open_cube
-from tf_landslide.cube.scene import Scene, georeference, open_scene
+from tf_landslide.cube.scene import Scene, cube_identity, georeference, open_scene
 from tf_landslide.normalisation import ChannelMoments
 
 log = logging.getLogger("tf_landslide.export")
@@ -240,15 +240,7 @@ def write_shard(path: str, entries: list[tuple], spool: str, channels: tuple[str
 
 def _file_facts(path: str | os.PathLike) -> dict:
     """Size and SHA-256 of a file, as the manifest lists its shards."""
-    return {"bytes": os.stat(path).st_size, "sha256": file_digest(path)}
-
-
-def file_digest(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return {"bytes": os.stat(path).st_size, "sha256": storage.sha256(path)}
 
 
 class _SerialExecutor:
@@ -306,20 +298,6 @@ def executor(cfg: ExportConfig):
         Client(cluster) as client,
     ):
         yield _DaskExecutor(client)
-
-
-def _cube_identity(ds: xr.Dataset, location: str) -> dict:
-    times = ds[schema.TIME_DIM].values
-    return {
-        "location": location if "://" in location else os.path.abspath(location),
-        "sizes": {k: int(v) for k, v in ds.sizes.items()},
-        "variables": sorted(ds.data_vars),
-        "first_time": str(times.min()),
-        "last_time": str(times.max()),
-        "x_range": [float(ds.x[0]), float(ds.x[-1])],
-        "y_range": [float(ds.y[0]), float(ds.y[-1])],
-        "attrs": {k: str(v) for k, v in sorted(ds.attrs.items())},
-    }
 
 
 def _settings(
@@ -437,7 +415,7 @@ def _verify_shards(out_dir: Path, manifest: dict) -> list[str]:
             path = out_dir / shard["file"]
             if not path.exists():
                 problems.append(f"{path} is missing")
-            elif path.stat().st_size != shard["bytes"] or file_digest(path) != shard["sha256"]:
+            elif path.stat().st_size != shard["bytes"] or storage.sha256(path) != shard["sha256"]:
                 problems.append(f"{path} does not match its checksum")
     return problems
 
@@ -511,7 +489,7 @@ def _plan(cfg: ExportConfig) -> _Job:
     location = cube_location(cfg.cube)
     config = channels_lib.resolve_channel_config(cfg.config, cfg.channels, cfg.timesteps)
     scene = open_scene(location, cfg.cube, config)
-    identity = _cube_identity(scene.ds, location)
+    identity = cube_identity(scene.ds, location)
     settings = _settings(cfg, identity, scene.event, config, scene.acquisitions, scene.pairs)
     fingerprint = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
     out_dir = Path(cfg.records_dir) / config.name

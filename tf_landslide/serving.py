@@ -36,13 +36,13 @@ configuration, model directory, checkpoint and its SHA-256).
 
 from __future__ import annotations
 
+import contextlib
 import datetime
-import hashlib
 import json
 import logging
 import os
 import shutil
-import tempfile
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -306,14 +306,6 @@ def _write_warmup(folder: str | os.PathLike, manifest: dict, model_name: str) ->
     return True
 
 
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with storage.open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _provenance(model_dir: str, which: str, manifest: dict, version: int | None, self_check: float) -> dict:
     import tensorflow as tf
 
@@ -338,7 +330,7 @@ def _provenance(model_dir: str, which: str, manifest: dict, version: int | None,
         "model_dir": storage.absolute(model_dir),
         "checkpoint": which,
         "weights_file": storage.basename(weights),
-        "weights_sha256": _sha256(weights),
+        "weights_sha256": storage.sha256(weights),
         "self_check_max_abs_error": self_check,
         "signatures": {
             SERVING_DEFAULT: {
@@ -364,10 +356,9 @@ def _check_checkpoint(which: str) -> None:
 
 
 def _trained_manifest(model_dir: str) -> dict:
-    manifest_path = storage.join(model_dir, data.MANIFEST_NAME)
-    if not storage.exists(manifest_path) or not storage.exists(storage.join(model_dir, "train_config.json")):
-        raise FileNotFoundError(f"no trained model in {model_dir} (train_config.json or manifest.json missing)")
-    return storage.read_json(manifest_path)
+    if not storage.exists(storage.join(model_dir, "train_config.json")):
+        raise FileNotFoundError(f"no trained model in {model_dir} (train_config.json missing)")
+    return train_lib.run_manifest(model_dir)
 
 
 def _write_saved_model(model_dir: str, which: str, manifest: dict, folder: str, version: int | None) -> float:
@@ -390,16 +381,25 @@ def _write_saved_model(model_dir: str, which: str, manifest: dict, folder: str, 
     return error
 
 
-def _scratch_beside(destination: str, name: str) -> str:
-    """A fresh local folder to write into: beside ``destination`` when it is local (so a rename
-    publishes it), else a temporary folder (uploaded afterwards)."""
-    local = storage.local_path(destination)
-    if local is None:
-        return tempfile.mkdtemp(prefix="tf_landslide-savedmodel-")
-    os.makedirs(local, exist_ok=True)
-    folder = os.path.join(local, f".partial-{name}-{os.getpid()}")
-    shutil.rmtree(folder, ignore_errors=True)
-    return folder
+@contextlib.contextmanager
+def _staged(model_dir: str, which: str, target: str, version: int | None) -> Iterator[str]:
+    """The SavedModel of ``model_dir`` written into a local staging folder for ``target``: the
+    block publishes it; the folder is removed afterwards, and a published export logged."""
+    manifest = _trained_manifest(model_dir)
+    partial = storage.staging_beside(target)
+    try:
+        error = _write_saved_model(model_dir, which, manifest, partial, version)
+        yield partial
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    log.info(
+        "exported %s (%s checkpoint of %s) to %s; serving graph vs Keras max abs difference %.1e",
+        manifest["config"]["name"],
+        which,
+        model_dir,
+        target,
+        error,
+    )
 
 
 def export_saved_model(
@@ -414,10 +414,7 @@ def export_saved_model(
     _check_checkpoint(which)
     model_dir, export_dir = os.fspath(model_dir), os.fspath(export_dir)
     target, version = _version_dir(export_dir, version)
-    manifest = _trained_manifest(model_dir)
-    partial = _scratch_beside(export_dir, str(version))
-    try:
-        error = _write_saved_model(model_dir, which, manifest, partial, version)
+    with _staged(model_dir, which, target, version) as partial:
         appeared = ServingExportError(f"version {version} appeared in {export_dir} during the export")
         local_target = storage.local_path(target)
         if local_target is not None:
@@ -430,16 +427,6 @@ def export_saved_model(
             if storage.exists(target):
                 raise appeared
             storage.upload_tree(partial, target, last=(SAVED_MODEL_PB,))
-    finally:
-        shutil.rmtree(partial, ignore_errors=True)
-    log.info(
-        "exported %s (%s checkpoint of %s) to %s; serving graph vs Keras max abs difference %.1e",
-        manifest["config"]["name"],
-        which,
-        model_dir,
-        target,
-        error,
-    )
     return target
 
 
@@ -453,12 +440,10 @@ def export_flat(model_dir: str | os.PathLike, target: str | os.PathLike, which: 
     model_dir, target = os.fspath(model_dir), os.fspath(target)
     if storage.exists(storage.join(target, SAVED_MODEL_PB)):
         raise ServingExportError(f"{target} already holds a SavedModel: delete it or export elsewhere")
-    manifest = _trained_manifest(model_dir)
-    partial = _scratch_beside(target, "savedmodel")
-    try:
-        error = _write_saved_model(model_dir, which, manifest, partial, None)
+    with _staged(model_dir, which, target, None) as partial:
         local_target = storage.local_path(target)
         if local_target is not None:
+            os.makedirs(local_target, exist_ok=True)
             for name in sorted(os.listdir(partial), key=lambda entry: entry == SAVED_MODEL_PB):
                 destination = os.path.join(local_target, name)
                 if os.path.isdir(destination):  # left by an export that died before its saved_model.pb
@@ -466,14 +451,4 @@ def export_flat(model_dir: str | os.PathLike, target: str | os.PathLike, which: 
                 os.replace(os.path.join(partial, name), destination)
         else:
             storage.upload_tree(partial, target, last=(SAVED_MODEL_PB,))
-    finally:
-        shutil.rmtree(partial, ignore_errors=True)
-    log.info(
-        "exported %s (%s checkpoint of %s) as a SavedModel into %s; serving graph vs Keras max abs difference %.1e",
-        manifest["config"]["name"],
-        which,
-        model_dir,
-        target,
-        error,
-    )
     return target

@@ -19,6 +19,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import glob as _glob
+import hashlib
 import json
 import os
 import posixpath
@@ -188,6 +189,15 @@ def read_json(path):
     return json.loads(read_text(path))
 
 
+def sha256(path) -> str:
+    """Hex SHA-256 of a file's content, read in 4 MB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 # --- writing -----------------------------------------------------------------------------------
 
 
@@ -234,6 +244,20 @@ def local_output(path) -> Iterator[str]:
         put_file(temporary, path)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def staging_beside(destination) -> str:
+    """A fresh, empty local folder to write ``destination``'s content into: beside it when it is
+    local (the same file system, so one rename publishes it; named ``.partial-<name>-<pid>``,
+    which TF Serving's version polling ignores), else a temporary folder to upload from."""
+    local = local_path(destination)
+    if local is None:
+        return tempfile.mkdtemp(prefix="tf_landslide-staging-")
+    parent, name = os.path.split(os.path.abspath(local))
+    folder = os.path.join(parent, f".partial-{name}-{os.getpid()}")
+    shutil.rmtree(folder, ignore_errors=True)
+    os.makedirs(folder)
+    return folder
 
 
 def put_file(local: str, path) -> None:

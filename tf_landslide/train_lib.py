@@ -497,6 +497,14 @@ def weights_path(model_dir: str, which: str = "best") -> str:
     return storage.join(model_dir, BEST_MODEL if which == "best" else LAST_MODEL)
 
 
+def run_manifest(model_dir: str) -> dict:
+    """The export manifest a training run in ``model_dir`` was trained on (channels, normalisation)."""
+    path = storage.join(model_dir, "manifest.json")
+    if not storage.exists(path):
+        raise FileNotFoundError(f"no trained run in {model_dir} ({path} is missing): train first, or fix --model_dir")
+    return storage.read_json(path)
+
+
 def load_trained_model(model_dir: str, which: str = "best", size: int | None = 0):
     """The best (by validation PR-AUC) or last model of a training run, rebuilt from its
     train_config.json and manifest.json and loaded with its weights; for inputs of ``size``
@@ -506,7 +514,7 @@ def load_trained_model(model_dir: str, which: str = "best", size: int | None = 0
     if not storage.exists(path):
         raise FileNotFoundError(f"no trained model at {path}: train first (python train.py --model_dir={model_dir})")
     saved = storage.read_json(storage.join(model_dir, "train_config.json"))["model"]
-    manifest = storage.read_json(storage.join(model_dir, "manifest.json"))
+    manifest = run_manifest(model_dir)
     architecture = dataclasses.replace(models.ModelConfig(**saved), encoder_weights="")  # the weights come next
     model = models.build_model(architecture, len(manifest["channels"]), manifest["chip_size"] if size == 0 else size)
     with storage.local_input(path) as local:

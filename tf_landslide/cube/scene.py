@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 
-import numpy as np
 import xarray as xr
 
 from tf_landslide.config import CubeConfig
@@ -67,11 +67,26 @@ def pixel_area(transform: list[float]) -> float:
     return float(abs(transform[0] * transform[4] - transform[1] * transform[3]))
 
 
+def cube_identity(ds: xr.Dataset, location: str) -> dict:
+    """What identifies a cube in a manifest: where it is, its grid, variables, times and attributes."""
+    times = ds[schema.TIME_DIM].values
+    return {
+        "location": location if "://" in location else os.path.abspath(location),
+        "sizes": {k: int(v) for k, v in ds.sizes.items()},
+        "variables": sorted(ds.data_vars),
+        "first_time": str(times.min()),
+        "last_time": str(times.max()),
+        "x_range": [float(ds.x[0]), float(ds.x[-1])],
+        "y_range": [float(ds.y[0]), float(ds.y[-1])],
+        "attrs": {k: str(v) for k, v in sorted(ds.attrs.items())},
+    }
+
+
+GRID_AND_TIMES = ("sizes", "x_range", "y_range", "first_time", "last_time")
+
+
 def is_same_cube(identity: dict, ds: xr.Dataset) -> bool:
-    """Whether ``ds`` is the cube an export's ``identity`` (manifest 'cube') was made from."""
-    return (
-        identity.get("sizes") == {k: int(v) for k, v in ds.sizes.items()}
-        and np.allclose(identity.get("x_range"), [float(ds.x[0]), float(ds.x[-1])])
-        and np.allclose(identity.get("y_range"), [float(ds.y[0]), float(ds.y[-1])])
-        and identity.get("first_time") == str(ds[schema.TIME_DIM].values.min())
-    )
+    """Whether ``ds`` has the grid and acquisition times of the cube an export's ``identity``
+    (its manifest's 'cube') describes, wherever it is stored and whatever variables it drops."""
+    mine = cube_identity(ds, "")
+    return all(identity.get(key) == mine[key] for key in GRID_AND_TIMES)

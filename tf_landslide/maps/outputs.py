@@ -113,10 +113,6 @@ class Quicklook:
         self.probability, self.backdrop, self.labels = [], [], []
 
     def write(self, row: int, probability: np.ndarray, inputs: np.ndarray, labels: np.ndarray | None) -> None:
-        if not self.probability:
-            from tf_landslide import plots
-
-            plots._pyplot()  # load matplotlib now, while the model runs, not after the last window
         keep = slice((-row) % self.step, None, self.step)
         # Copies: a view would keep the whole strip it was cut from alive.
         self.probability.append(probability[keep, :: self.step].copy())

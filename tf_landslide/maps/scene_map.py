@@ -11,7 +11,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 import time
 
 import numpy as np
@@ -58,29 +57,11 @@ def keras_predictor(model_dir: str, checkpoint: str, manifest: dict, window: int
     return lambda windows: predict(windows).numpy()
 
 
-def _run_manifest(model_dir: str) -> dict:
-    path = storage.join(model_dir, "manifest.json")
-    if not storage.exists(path):
-        raise FileNotFoundError(f"no trained run in {model_dir} ({path} is missing): train first, or fix --model_dir")
-    return storage.read_json(path)
-
-
 def _output_dir(cfg: MapConfig) -> str:
     out = cfg.map_dir or storage.join(cfg.model_dir, "map")
     if storage.exists(out) and not cfg.overwrite:
         raise MapError(f"{out} already holds a map: pass --overwrite to replace it, or choose another --map_dir")
     return out
-
-
-def _staging(out: str) -> str:
-    """A local folder to write the map into: beside ``out`` when local (one rename publishes it)."""
-    local = storage.local_path(out)
-    if local is None:
-        return tempfile.mkdtemp(prefix="tf_landslide_map-")
-    staging = f"{local.rstrip(os.sep)}.partial-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    os.makedirs(staging)
-    return staging
 
 
 def _publish(staging: str, out: str) -> None:
@@ -104,7 +85,7 @@ def make_map(cfg: MapConfig, predictor=None) -> dict:
     if unknown:
         raise MapError(f"--map_outputs: unknown {unknown}; choose from {list(MAP_OUTPUTS)}")
     tiling = Tiling(cfg.window, cfg.overlap)
-    manifest = _run_manifest(cfg.model_dir)
+    manifest = train_lib.run_manifest(cfg.model_dir)
     trained = manifest["config"]
     if cfg.config and cfg.config != trained["name"]:
         raise MapError(
@@ -115,7 +96,7 @@ def make_map(cfg: MapConfig, predictor=None) -> dict:
     scene = open_scene(cube_location(cfg.cube), cfg.cube, config, need_labels=False)
     out = _output_dir(cfg)
     predictor = predictor or keras_predictor(cfg.model_dir, cfg.checkpoint, manifest, tiling.window)
-    staging = _staging(out)
+    staging = storage.staging_beside(out)
     try:
         summary = _write_map(cfg, tiling, manifest, scene, predictor, staging)
     except BaseException:
