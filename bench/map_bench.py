@@ -122,7 +122,7 @@ def main() -> int:
     if args.size:
         print(json.dumps(child(args)))
         return 0
-    if not (Path(args.model_dir) / "best.weights.h5").exists():
+    if not (Path(args.model_dir) / "best_weights.h5").exists():
         sys.exit(f"no trained run in {args.model_dir}: run README command 1 first, or pass --model_dir")
     os.makedirs(args.cache_dir, exist_ok=True)
     results = []

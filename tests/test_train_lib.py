@@ -13,6 +13,7 @@ import os
 import re
 import signal
 import socket
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -21,6 +22,7 @@ import time
 import types
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -266,6 +268,25 @@ def test_load_trained_model_rebuilds_the_model_with_its_trained_weights(trained)
     assert np.array_equal(best, probability) == (summary["best_epoch"] == cfg.epochs)
     with pytest.raises(FileNotFoundError, match="train first"):
         train_lib.load_trained_model(str(Path(cfg.model_dir) / "nothing-here"))
+
+
+def test_weight_files_hold_the_layers_only(trained, tmp_path):
+    """Inference reads the layers; the optimizer's slots (2x the weights under Adam) stay in the backup."""
+    cfg, _ = trained
+    model = train_lib.load_trained_model(cfg.model_dir, "last")
+    weight_bytes = sum(w.nbytes for w in model.get_weights())
+    for name in (BEST, LAST):
+        path = Path(cfg.model_dir) / name
+        with h5py.File(path, "r") as weights:
+            assert "optimizer" not in weights, name
+        assert path.stat().st_size < 1.1 * weight_bytes, name
+    # a run written under the older file names still loads
+    older = tmp_path / "older"
+    shutil.copytree(cfg.model_dir, older, ignore=shutil.ignore_patterns("backup", "logs"))
+    (older / LAST).unlink()
+    model.save_weights(str(older / "last.weights.h5"))  # the name selects Keras's other format
+    loaded = train_lib.load_trained_model(str(older), "last")
+    assert all(np.array_equal(a, b) for a, b in zip(loaded.get_weights(), model.get_weights(), strict=True))
 
 
 def test_finished_run_leaves_no_backup_or_plateau_state(trained):

@@ -265,7 +265,7 @@ def test_job_resumes_from_aip_checkpoint_dir_and_finishes(vertex_job):
 
 def test_outputs_land_where_vertex_looks(vertex_job):
     out, model = vertex_job["out"], vertex_job["out"] / "model"
-    for name in ("best.weights.h5", "last.weights.h5", "train_config.json", "manifest.json", "flags.txt"):
+    for name in ("best_weights.h5", "last_weights.h5", "train_config.json", "manifest.json", "flags.txt"):
         assert (model / name).is_file(), name
     assert not (model / "backup").exists() and not (model / "logs").exists()  # those went to AIP_* folders
     events = sorted(p.relative_to(out / "logs") for p in (out / "logs").rglob("events.out.tfevents.*"))
@@ -324,7 +324,7 @@ def test_training_into_an_fsspec_url(tiny_cube, tmp_path, monkeypatch):
         summary = train_lib.train(cfg)
         fs, root = fsspec.core.url_to_fs(f"{base}/model")
         names = {p[len(root) + 1 :] for p in fs.find(root)}
-        assert {"best.weights.h5", "last.weights.h5", "history.csv", "train_summary.json", "saved_model.pb"} <= names
+        assert {"best_weights.h5", "last_weights.h5", "history.csv", "train_summary.json", "saved_model.pb"} <= names
         assert "variables/variables.index" in names and not [n for n in names if "partial" in n]
         assert storage.read_json(f"{base}/model/train_summary.json") == summary
         assert uploads.index("saved_model.pb") == len(uploads) - 1  # after every other SavedModel file

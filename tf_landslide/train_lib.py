@@ -35,8 +35,12 @@ log = logging.getLogger("tf_landslide.train")
 
 WEIGHT_DECAY_MODES = ("l2", "decoupled")
 # Weights only: the architecture is rebuilt from train_config.json, which loads in a second
-# where a .keras archive of a ResNet-50 U-Net (with optimizer state) takes a minute.
-BEST_MODEL, LAST_MODEL = "best.weights.h5", "last.weights.h5"
+# where a .keras archive of a ResNet-50 U-Net (with optimizer state) takes a minute. Plain
+# ".h5" names on purpose: tf-keras writes "*.weights.h5" files with the optimizer's slots too
+# (3x the size under Adam), which inference never reads; resuming uses the backup instead.
+BEST_MODEL, LAST_MODEL = "best_weights.h5", "last_weights.h5"
+# The names earlier versions wrote (with the optimizer's slots): load_weights reads both.
+_OLDER_NAMES = {BEST_MODEL: "best.weights.h5", LAST_MODEL: "last.weights.h5"}
 
 
 # --- cluster and strategy -----------------------------------------------------------------
@@ -511,6 +515,9 @@ def load_trained_model(model_dir: str, which: str = "best", size: int | None = 0
     pixels square (0: the training chip size; None: any multiple of 32)."""
     model_dir = os.fspath(model_dir)
     path = weights_path(model_dir, which)
+    older = storage.join(model_dir, _OLDER_NAMES[os.path.basename(path)])
+    if not storage.exists(path) and storage.exists(older):
+        path = older
     if not storage.exists(path):
         raise FileNotFoundError(f"no trained model at {path}: train first (python train.py --model_dir={model_dir})")
     saved = storage.read_json(storage.join(model_dir, "train_config.json"))["model"]
