@@ -33,14 +33,13 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
-import xarray as xr
 
 import tf_landslide
 from tf_landslide import chips as chips_lib
 from tf_landslide import records, storage
 from tf_landslide.config import CubeConfig, ExportConfig
 from tf_landslide.cube import channels as channels_lib
-from tf_landslide.cube import events, schema, synthetic
+from tf_landslide.cube import events, planes, schema, synthetic
 from tf_landslide.cube.open import acquisitions_by_orbit, open_cube
 from tf_landslide.cube.scene import Scene, cube_identity, georeference, open_scene
 from tf_landslide.normalisation import ChannelMoments
@@ -101,9 +100,9 @@ class BandTask:
 
 
 @functools.lru_cache(maxsize=4)
-def _open_cached(location: str) -> xr.Dataset:
+def _open_cached(location: str) -> planes.CubePlanes:
     """Workers scan many bands of one cube: open it once per process."""
-    return open_cube(location)
+    return planes.CubePlanes(location, open_cube(location))
 
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -134,10 +133,10 @@ def scan_band(
     meta_path = Path(spool) / f"{task.name}.json"
     if meta_path.exists():
         return json.loads(meta_path.read_text())
-    ds = _open_cached(location)
+    reader = _open_cached(location)
     window = slice(task.y0, task.y1), slice(task.x0, task.x1)
-    band = plan.read_band(ds, *window)  # [C, rows, cols]
-    labels = np.nan_to_num(ds[schema.LABEL_VARIABLE].isel(y=window[0], x=window[1]).values, nan=0) > 0
+    band = plan.read_band(reader, *window)  # [C, rows, cols]
+    labels = planes.label_plane(reader, *window)
     kept, skipped, chips, masks = [], [], [], []
     for index, row, col in task.chips:
         rows, cols = slice(row - task.y0, row - task.y0 + chip_size), slice(col - task.x0, col - task.x0 + chip_size)

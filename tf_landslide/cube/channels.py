@@ -22,6 +22,7 @@ import xarray as xr
 from tf_landslide.cube import schema
 from tf_landslide.cube.events import Event, as_datetime64
 from tf_landslide.cube.open import CubeError, acquisitions_by_orbit, orbit_codes
+from tf_landslide.cube.planes import PlaneReader, planes_of
 
 SAR_CHANNELS = ("vv_before", "vv_after", "vh_before", "vh_after")
 DEM_CHANNELS = schema.DEM_VARIABLES
@@ -307,19 +308,23 @@ class ChannelPlan:
                 names.append(name)
         return names
 
-    def read_band(self, ds: xr.Dataset, rows: slice, cols: slice = slice(None)) -> np.ndarray:
-        """Channels for the window ``rows`` x ``cols`` of the scene: float32 [C, rows, cols]."""
+    def read_band(self, source: xr.Dataset | PlaneReader, rows: slice, cols: slice = slice(None)) -> np.ndarray:
+        """Channels for the window ``rows`` x ``cols`` of the scene: float32 [C, rows, cols].
+
+        ``source``: the cube's dataset (read through xarray) or a ``planes.PlaneReader`` of it.
+        """
+        reader = planes_of(source)
         pairs = dict(self.pairs)
-        window = {"y": rows, "x": cols}
-        shape = (len(range(ds.sizes["y"])[rows]), len(range(ds.sizes["x"])[cols]))
+        height, width = reader.shape
+        shape = (len(range(height)[rows]), len(range(width)[cols]))
         out = np.empty((len(self.channels), *shape), np.float32)
         for c, channel in enumerate(self.channels):
             if channel in SAR_CHANNELS:
                 pol, side = channel.split("_")
                 indices = self.acquisitions.before if side == "before" else self.acquisitions.after
-                log_mean((ds[pol].isel({schema.TIME_DIM: t, **window}).values for t in indices), out=out[c])
+                log_mean((reader.plane(pol, {schema.TIME_DIM: t}, rows, cols) for t in indices), out=out[c])
             elif channel in COHERENCE_CHANNELS:
-                out[c] = ds["coherence"].isel({schema.PAIR_DIM: pairs[channel], **window}).values
+                out[c] = reader.plane("coherence", {schema.PAIR_DIM: pairs[channel]}, rows, cols)
             else:
-                out[c] = ds[channel].isel(window).values
+                out[c] = reader.plane(channel, {}, rows, cols)
         return out
