@@ -314,6 +314,8 @@ class ChannelPlan:
 
         ``source``: the cube's dataset (read through xarray) or a ``planes.PlaneReader`` of it.
         """
+        if rows.step not in (None, 1) or cols.step not in (None, 1):
+            raise ValueError(f"read_band reads contiguous windows: rows {rows} and cols {cols} need a step of 1")
         reader = planes_of(source)
         height, width = reader.shape
         y0, y1, _ = rows.indices(height)

@@ -133,15 +133,19 @@ class ChunkPlanes:
                 continue
             self.arrays[name] = array
 
-    def supports(self, variable: str) -> bool:
-        return variable in self.arrays
+    def supports(self, variable: str, rows: slice = slice(None), cols: slice = slice(None)) -> bool:
+        """Whether ``variable`` over windows ``rows`` x ``cols`` is on the direct path (steps of 1 only)."""
+        return variable in self.arrays and rows.step in (None, 1) and cols.step in (None, 1)
 
     def plane(self, variable: str, index: dict[str, int], rows: slice, cols: slice) -> np.ndarray:
-        """As ``PlaneReader.plane``; read-only when the window lies inside one chunk (a view of it)."""
+        """As ``PlaneReader.plane`` for windows of step 1 (``supports``); indices as numpy's (negative
+        from the end, out of range an IndexError). Read-only when the window lies inside one chunk."""
         array = self.arrays[variable]
-        lead = tuple(index[d] for d in array.dims[:-2])
+        lead = tuple(range(size)[index[d]] for d, size in zip(array.dims[:-2], array.shape[:-2], strict=True))
         y0, y1, _ = rows.indices(array.shape[-2])
         x0, x1, _ = cols.indices(array.shape[-1])
+        if y1 <= y0 or x1 <= x0:
+            return np.empty((max(0, y1 - y0), max(0, x1 - x0)), array.dtype)
         cy, cx = array.chunks[-2:]
         lead_key = [str(i // c) for i, c in zip(lead, array.chunks[:-2], strict=True)]
         within = tuple(i % c for i, c in zip(lead, array.chunks[:-2], strict=True))
@@ -194,7 +198,7 @@ class CubePlanes:
         self.tile_width = sar[0].chunks[-1] if sar else None
 
     def plane(self, variable: str, index: dict[str, int], rows: slice, cols: slice) -> np.ndarray:
-        if self.chunks is not None and self.chunks.supports(variable):
+        if self.chunks is not None and self.chunks.supports(variable, rows, cols):
             return self.chunks.plane(variable, index, rows, cols)
         return self.dataset.plane(variable, index, rows, cols)
 
