@@ -40,7 +40,12 @@ class CorruptShardError(IOError):
 # --- protobuf wire format (tf.train.Example), deterministic: map keys sorted ---------------
 
 
+_ONE_BYTE = [bytes((n,)) for n in range(0x80)]
+
+
 def _varint(value: int) -> bytes:
+    if 0 <= value < 0x80:  # tags and most lengths: the bulk of the calls, so a lookup
+        return _ONE_BYTE[value]
     value &= (1 << 64) - 1  # negative int64 as two's complement, as protobuf does
     out = bytearray()
     while value > 0x7F:
