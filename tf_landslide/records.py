@@ -55,9 +55,19 @@ def _varint(value: int) -> bytes:
     return bytes(out)
 
 
+def _header(number: int, length: int) -> bytes:
+    """The tag and length that open a length-delimited field."""
+    return _varint(number << 3 | 2) + _varint(length)
+
+
 def _field(number: int, payload: bytes) -> bytes:
     """A length-delimited field."""
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+    return _header(number, len(payload)) + payload
+
+
+def _field_pieces(number: int, pieces: list) -> list:
+    """A length-delimited field around ``pieces``, which stay uncopied."""
+    return [_header(number, sum(map(len, pieces))), *pieces]
 
 
 def _bytes_feature(values: Iterable[bytes]) -> bytes:
@@ -66,6 +76,56 @@ def _bytes_feature(values: Iterable[bytes]) -> bytes:
 
 def _int64_feature(values: Iterable[int]) -> bytes:
     return _field(3, _field(1, b"".join(_varint(int(v)) for v in values)))
+
+
+def _raw(array: np.ndarray, dtype) -> np.ndarray:
+    """The bytes of ``array`` in ``dtype`` as a flat uint8 array, a view when it already is.
+
+    An ndarray, not a memoryview: google_crc32c takes numpy's buffers but not memoryviews.
+    """
+    return np.ascontiguousarray(array, dtype).reshape(-1).view(np.uint8)
+
+
+def encode_example_pieces(
+    image: np.ndarray,
+    label: np.ndarray,
+    channels: tuple[str, ...],
+    row: int,
+    col: int,
+    origin: tuple[float, float],
+    split: str,
+) -> list:
+    """``encode_example`` as pieces to write in order: header ``bytes`` and, uncopied, the image
+    and label as flat uint8 arrays (each a view of its input when that is contiguous)."""
+    if image.dtype.name not in RECORD_DTYPES:
+        raise ValueError(f"image dtype {image.dtype} is not one of {RECORD_DTYPES}")
+    h, w, c = image.shape
+    if label.shape != (h, w) or c != len(channels):
+        raise ValueError(f"label {label.shape} / channels {len(channels)} do not match image {image.shape}")
+    features = {
+        IMAGE: _field_pieces(1, _field_pieces(1, [_raw(image, image.dtype.newbyteorder("<"))])),
+        LABEL: _field_pieces(1, _field_pieces(1, [_raw(label, np.uint8)])),
+        SHAPE: [_int64_feature([h, w, c])],
+        CHANNELS: [_bytes_feature([name.encode() for name in channels])],
+        DTYPE: [_bytes_feature([image.dtype.name.encode()])],
+        ROW: [_int64_feature([row])],
+        COL: [_int64_feature([col])],
+        ORIGIN: [_bytes_feature([np.asarray(origin, "<f8").tobytes()])],
+        SPLIT: [_bytes_feature([split.encode()])],
+        POSITIVES: [_int64_feature([int(np.count_nonzero(label))])],
+    }
+    entries = []
+    for key in sorted(features):
+        entries += _field_pieces(1, [_field(1, key.encode()), *_field_pieces(2, features[key])])
+    # Join the runs of small header bytes: each piece costs a call to write, hash and CRC.
+    pieces, run = [], []
+    for piece in _field_pieces(1, entries):
+        if isinstance(piece, bytes):
+            run.append(piece)
+        else:
+            pieces += [b"".join(run), piece]
+            run = []
+    return [*pieces, b"".join(run)]
 
 
 def encode_example(
@@ -78,25 +138,7 @@ def encode_example(
     split: str,
 ) -> bytes:
     """Serialise one chip: ``image`` [H, W, C] in its record dtype, ``label`` [H, W] uint8."""
-    if image.dtype.name not in RECORD_DTYPES:
-        raise ValueError(f"image dtype {image.dtype} is not one of {RECORD_DTYPES}")
-    h, w, c = image.shape
-    if label.shape != (h, w) or c != len(channels):
-        raise ValueError(f"label {label.shape} / channels {len(channels)} do not match image {image.shape}")
-    features = {
-        IMAGE: _bytes_feature([np.ascontiguousarray(image, image.dtype.newbyteorder("<")).tobytes()]),
-        LABEL: _bytes_feature([np.ascontiguousarray(label, np.uint8).tobytes()]),
-        SHAPE: _int64_feature([h, w, c]),
-        CHANNELS: _bytes_feature([name.encode() for name in channels]),
-        DTYPE: _bytes_feature([image.dtype.name.encode()]),
-        ROW: _int64_feature([row]),
-        COL: _int64_feature([col]),
-        ORIGIN: _bytes_feature([np.asarray(origin, "<f8").tobytes()]),
-        SPLIT: _bytes_feature([split.encode()]),
-        POSITIVES: _int64_feature([int(np.count_nonzero(label))]),
-    }
-    entries = b"".join(_field(1, _field(1, key.encode()) + _field(2, features[key])) for key in sorted(features))
-    return _field(1, entries)
+    return b"".join(encode_example_pieces(image, label, channels, row, col, origin, split))
 
 
 # --- TFRecord framing -------------------------------------------------------------------
