@@ -1,5 +1,11 @@
 """The record format: our hand-rolled writer must match TensorFlow byte for byte."""
 
+import hashlib
+import os
+import struct
+import zlib
+
+import google_crc32c
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -51,7 +57,7 @@ def test_example_bytes_equal_tensorflow_serialisation(dtype):
 def test_tfrecord_file_equals_tensorflow_writer(tmp_path, compression):
     payloads = [b"a" * 1000, b"", bytes(range(256)) * 3]
     ours, theirs = tmp_path / "ours", tmp_path / "theirs"
-    assert records.write_tfrecord(ours, payloads, compression) == 3
+    assert records.write_tfrecord(ours, payloads, compression).records == 3
     with tf.io.TFRecordWriter(str(theirs), compression) as writer:
         for payload in payloads:
             writer.write(payload)
@@ -147,6 +153,13 @@ def _odd_chips():
     yield image[::-1, ::2], np.ones((9, 6), np.uint8), ("a", "bb", "ccc", "")
 
 
+def _frame(record):
+    """One TFRecord, framed the straightforward way."""
+    length = struct.pack("<Q", len(record))
+    masked = [records._mask(google_crc32c.value(part)) for part in (length, record)]
+    return length + struct.pack("<I", masked[0]) + record + struct.pack("<I", masked[1])
+
+
 def test_example_pieces_join_to_the_concatenated_encoding():
     for n, (image, label, channels) in enumerate(_odd_chips()):
         args = (image, label, channels, 4096 * n, -3, (530000.5, -1e300), "train")
@@ -160,3 +173,20 @@ def test_contiguous_chip_is_written_from_its_own_memory():
     image, label, channels = next(c for c in _odd_chips() if c[0].size > 1000)
     pieces = records.encode_example_pieces(image, label, channels, 0, 0, (0.0, 0.0), "val")
     assert np.shares_memory(pieces[1], image) and np.shares_memory(pieces[3], label)
+
+
+@pytest.mark.parametrize("compression", records.COMPRESSIONS)
+def test_pieces_and_bytes_records_write_the_same_file_and_report_its_facts(tmp_path, compression):
+    chips = [records.encode_example_pieces(*chip, 1, 2, (3.0, 4.0), "test") for chip in _odd_chips()]
+    mixed = [*chips, b"", tuple(chips[0])]  # lists, plain bytes and a tuple of pieces
+    ours = tmp_path / "ours"
+    written = records.write_tfrecord(ours, mixed, compression)
+    joined = [b"".join(r) if isinstance(r, list | tuple) else r for r in mixed]
+    expected = b"".join(_frame(r) for r in joined)
+    if compression == "GZIP":  # one gzip stream of the whole, as the writer always made
+        gzip = zlib.compressobj(6, zlib.DEFLATED, 31, 9)
+        expected = gzip.compress(expected) + gzip.flush()
+    data = ours.read_bytes()
+    assert data == expected
+    assert written == (len(mixed), os.stat(ours).st_size, hashlib.sha256(data).hexdigest())
+    assert list(records.read_tfrecord(ours, compression)) == joined

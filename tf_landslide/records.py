@@ -19,10 +19,12 @@ Feature keys (one place only; the reader's spec below is built from the same nam
 
 from __future__ import annotations
 
+import hashlib
 import os
 import struct
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from typing import NamedTuple
 
 import google_crc32c
 import numpy as np
@@ -144,45 +146,70 @@ def encode_example(
 # --- TFRecord framing -------------------------------------------------------------------
 
 
-def _masked_crc(data: bytes) -> int:
-    crc = google_crc32c.value(data)
+def _mask(crc: int) -> int:
     return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
 
 
-def frame(record: bytes) -> bytes:
-    """One TFRecord: length, its masked CRC32C, the data, its masked CRC32C."""
-    length = struct.pack("<Q", len(record))
-    return length + struct.pack("<I", _masked_crc(length)) + record + struct.pack("<I", _masked_crc(record))
+def _masked_crc(data: bytes) -> int:
+    return _mask(google_crc32c.value(data))
 
 
-def write_tfrecord(path: str | os.PathLike, records: Iterable[bytes], compression: str = "") -> int:
+def _frame(pieces: Sequence) -> list:
+    """One TFRecord around a record given as pieces, which stay uncopied: length, its masked
+    CRC32C, the pieces, the masked CRC32C of their concatenation."""
+    length = struct.pack("<Q", sum(map(len, pieces)))
+    crc = 0
+    for piece in pieces:
+        crc = google_crc32c.extend(crc, piece)
+    return [length + struct.pack("<I", _masked_crc(length)), *pieces, struct.pack("<I", _mask(crc))]
+
+
+class Written(NamedTuple):
+    """What ``write_tfrecord`` wrote: the record count, file size and hex SHA-256 of the file."""
+
+    records: int
+    bytes: int
+    sha256: str
+
+
+def write_tfrecord(path: str | os.PathLike, records: Iterable, compression: str = "") -> Written:
     """Write ``records`` to ``path`` atomically (a temporary file, then a rename).
 
-    Returns the record count. GZIP output is a single gzip stream with a zero timestamp, so
-    the same records give the same bytes.
+    A record is ``bytes`` or a list or tuple of pieces to concatenate (``bytes`` or flat uint8
+    numpy arrays, as ``encode_example_pieces`` gives), written without joining them. The file's
+    size and SHA-256 are taken from the bytes as they are written, so nobody re-reads it. GZIP
+    output is a single gzip stream with a zero timestamp, so the same records give the same bytes.
     """
     if compression not in COMPRESSIONS:
         raise ValueError(f"compression {compression!r} is not one of {COMPRESSIONS}")
     path = os.fspath(path)
     partial = f"{path}.partial-{os.getpid()}"
     count = 0
+    digest = hashlib.sha256()
     try:
         with open(partial, "wb") as out:
             gzip = zlib.compressobj(6, zlib.DEFLATED, 31, 9) if compression == "GZIP" else None
             for record in records:
-                data = frame(record)
-                out.write(gzip.compress(data) if gzip else data)
+                pieces = _frame(record if isinstance(record, list | tuple) else [record])
+                if gzip:  # zlib's deflate output does not depend on how its input is split (tests check)
+                    pieces = [gzip.compress(piece) for piece in pieces]
+                out.writelines(pieces)
+                for piece in pieces:
+                    digest.update(piece)
                 count += 1
             if gzip:
-                out.write(gzip.flush())
+                tail = gzip.flush()
+                out.write(tail)
+                digest.update(tail)
             out.flush()
             os.fsync(out.fileno())
+            size = out.tell()
         os.replace(partial, path)
     except BaseException:
         if os.path.exists(partial):
             os.remove(partial)
         raise
-    return count
+    return Written(count, size, digest.hexdigest())
 
 
 def _chunks(handle, compression: str, size: int = 1 << 22) -> Iterator[bytes]:
