@@ -1,5 +1,11 @@
 """The record format: our hand-rolled writer must match TensorFlow byte for byte."""
 
+import hashlib
+import os
+import struct
+import zlib
+
+import google_crc32c
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -51,7 +57,7 @@ def test_example_bytes_equal_tensorflow_serialisation(dtype):
 def test_tfrecord_file_equals_tensorflow_writer(tmp_path, compression):
     payloads = [b"a" * 1000, b"", bytes(range(256)) * 3]
     ours, theirs = tmp_path / "ours", tmp_path / "theirs"
-    assert records.write_tfrecord(ours, payloads, compression) == 3
+    assert records.write_tfrecord(ours, payloads, compression).records == 3
     with tf.io.TFRecordWriter(str(theirs), compression) as writer:
         for payload in payloads:
             writer.write(payload)
@@ -108,3 +114,79 @@ def test_full_feature_spec_parses_metadata():
     np.testing.assert_array_equal(tf.io.decode_raw(parsed[records.ORIGIN], tf.float64).numpy(), [1.5, -2.25])
     assert parsed[records.SPLIT].numpy() == b"test"
     assert parsed[records.POSITIVES].numpy() == label.sum()
+
+
+def _joined_example(image, label, channels, row, col, origin, split):
+    """The encoder as it was before it wrote pieces: each field a concatenated ``bytes``."""
+
+    def field(number, payload):
+        return records._varint(number << 3 | 2) + records._varint(len(payload)) + payload
+
+    def b(values):
+        return field(1, b"".join(field(1, v) for v in values))
+
+    def i(values):
+        return field(3, field(1, b"".join(records._varint(v) for v in values)))
+
+    features = {
+        records.IMAGE: b([np.ascontiguousarray(image, image.dtype.newbyteorder("<")).tobytes()]),
+        records.LABEL: b([label.tobytes()]),
+        records.SHAPE: i(list(image.shape)),
+        records.CHANNELS: b([c.encode() for c in channels]),
+        records.DTYPE: b([image.dtype.name.encode()]),
+        records.ROW: i([row]),
+        records.COL: i([col]),
+        records.ORIGIN: b([np.asarray(origin, "<f8").tobytes()]),
+        records.SPLIT: b([split.encode()]),
+        records.POSITIVES: i([int(np.count_nonzero(label))]),
+    }
+    return field(1, b"".join(field(1, field(1, k.encode()) + field(2, features[k])) for k in sorted(features)))
+
+
+def _odd_chips():
+    """Chips of odd sizes and both record dtypes, one a strided view (encoded from a copy)."""
+    rng = np.random.default_rng(7)
+    for (h, w, c), dtype in [((1, 1, 1), "float16"), ((13, 7, 5), "float32"), ((128, 128, 8), "float16")]:
+        image = rng.normal(size=(h, w, c)).astype(dtype)
+        yield image, (rng.random((h, w)) > 0.7).astype(np.uint8), tuple(f"band{n}" for n in range(c))
+    image = rng.normal(size=(9, 11, 4)).astype("float32")
+    yield image[::-1, ::2], np.ones((9, 6), np.uint8), ("a", "bb", "ccc", "")
+
+
+def _frame(record):
+    """One TFRecord, framed the straightforward way."""
+    length = struct.pack("<Q", len(record))
+    masked = [records._mask(google_crc32c.value(part)) for part in (length, record)]
+    return length + struct.pack("<I", masked[0]) + record + struct.pack("<I", masked[1])
+
+
+def test_example_pieces_join_to_the_concatenated_encoding():
+    for n, (image, label, channels) in enumerate(_odd_chips()):
+        args = (image, label, channels, 4096 * n, -3, (530000.5, -1e300), "train")
+        pieces = records.encode_example_pieces(*args)
+        assert b"".join(pieces) == records.encode_example(*args) == _joined_example(*args)
+        assert all(isinstance(p, bytes) or (p.dtype == np.uint8 and p.ndim == 1) for p in pieces)
+        assert len(pieces) == 5  # header runs joined around the two payloads
+
+
+def test_contiguous_chip_is_written_from_its_own_memory():
+    image, label, channels = next(c for c in _odd_chips() if c[0].size > 1000)
+    pieces = records.encode_example_pieces(image, label, channels, 0, 0, (0.0, 0.0), "val")
+    assert np.shares_memory(pieces[1], image) and np.shares_memory(pieces[3], label)
+
+
+@pytest.mark.parametrize("compression", records.COMPRESSIONS)
+def test_pieces_and_bytes_records_write_the_same_file_and_report_its_facts(tmp_path, compression):
+    chips = [records.encode_example_pieces(*chip, 1, 2, (3.0, 4.0), "test") for chip in _odd_chips()]
+    mixed = [*chips, b"", tuple(chips[0])]  # lists, plain bytes and a tuple of pieces
+    ours = tmp_path / "ours"
+    written = records.write_tfrecord(ours, mixed, compression)
+    joined = [b"".join(r) if isinstance(r, list | tuple) else r for r in mixed]
+    expected = b"".join(_frame(r) for r in joined)
+    if compression == "GZIP":  # one gzip stream of the whole, as the writer always made
+        gzip = zlib.compressobj(6, zlib.DEFLATED, 31, 9)
+        expected = gzip.compress(expected) + gzip.flush()
+    data = ours.read_bytes()
+    assert data == expected
+    assert written == (len(mixed), os.stat(ours).st_size, hashlib.sha256(data).hexdigest())
+    assert list(records.read_tfrecord(ours, compression)) == joined

@@ -217,7 +217,7 @@ def write_shard(path: str, entries: list[tuple], spool: str, channels: tuple[str
     cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     current = None
 
-    def chip_records() -> Iterator[bytes]:
+    def chip_records() -> Iterator[list]:
         nonlocal current
         for band, window, slot, row, col, origin, split in entries:
             if band != current:
@@ -229,12 +229,12 @@ def write_shard(path: str, entries: list[tuple], spool: str, channels: tuple[str
                     np.load(Path(spool) / f"{window}-labels.npy", mmap_mode="r"),
                 )
             images, labels = cache[window]
-            yield records.encode_example(
+            yield records.encode_example_pieces(
                 np.asarray(images[slot]), np.asarray(labels[slot]), channels, row, col, origin, split
             )
 
-    count = records.write_tfrecord(path, chip_records(), compression)
-    return {"path": path, "records": count, **_file_facts(path)}
+    # The image and label pieces are views of the spool: written from the page cache, uncopied.
+    return {"path": path, **records.write_tfrecord(path, chip_records(), compression)._asdict()}
 
 
 def _file_facts(path: str | os.PathLike) -> dict:

@@ -19,10 +19,12 @@ Feature keys (one place only; the reader's spec below is built from the same nam
 
 from __future__ import annotations
 
+import hashlib
 import os
 import struct
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from typing import NamedTuple
 
 import google_crc32c
 import numpy as np
@@ -40,7 +42,12 @@ class CorruptShardError(IOError):
 # --- protobuf wire format (tf.train.Example), deterministic: map keys sorted ---------------
 
 
+_ONE_BYTE = [bytes((n,)) for n in range(0x80)]
+
+
 def _varint(value: int) -> bytes:
+    if 0 <= value < 0x80:  # tags and most lengths: the bulk of the calls, so a lookup
+        return _ONE_BYTE[value]
     value &= (1 << 64) - 1  # negative int64 as two's complement, as protobuf does
     out = bytearray()
     while value > 0x7F:
@@ -50,9 +57,19 @@ def _varint(value: int) -> bytes:
     return bytes(out)
 
 
+def _header(number: int, length: int) -> bytes:
+    """The tag and length that open a length-delimited field."""
+    return _varint(number << 3 | 2) + _varint(length)
+
+
 def _field(number: int, payload: bytes) -> bytes:
     """A length-delimited field."""
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+    return _header(number, len(payload)) + payload
+
+
+def _field_pieces(number: int, pieces: list) -> list:
+    """A length-delimited field around ``pieces``, which stay uncopied."""
+    return [_header(number, sum(map(len, pieces))), *pieces]
 
 
 def _bytes_feature(values: Iterable[bytes]) -> bytes:
@@ -61,6 +78,56 @@ def _bytes_feature(values: Iterable[bytes]) -> bytes:
 
 def _int64_feature(values: Iterable[int]) -> bytes:
     return _field(3, _field(1, b"".join(_varint(int(v)) for v in values)))
+
+
+def _raw(array: np.ndarray, dtype) -> np.ndarray:
+    """The bytes of ``array`` in ``dtype`` as a flat uint8 array, a view when it already is.
+
+    An ndarray, not a memoryview: google_crc32c takes numpy's buffers but not memoryviews.
+    """
+    return np.ascontiguousarray(array, dtype).reshape(-1).view(np.uint8)
+
+
+def encode_example_pieces(
+    image: np.ndarray,
+    label: np.ndarray,
+    channels: tuple[str, ...],
+    row: int,
+    col: int,
+    origin: tuple[float, float],
+    split: str,
+) -> list:
+    """``encode_example`` as pieces to write in order: header ``bytes`` and, uncopied, the image
+    and label as flat uint8 arrays (each a view of its input when that is contiguous)."""
+    if image.dtype.name not in RECORD_DTYPES:
+        raise ValueError(f"image dtype {image.dtype} is not one of {RECORD_DTYPES}")
+    h, w, c = image.shape
+    if label.shape != (h, w) or c != len(channels):
+        raise ValueError(f"label {label.shape} / channels {len(channels)} do not match image {image.shape}")
+    features = {
+        IMAGE: _field_pieces(1, _field_pieces(1, [_raw(image, image.dtype.newbyteorder("<"))])),
+        LABEL: _field_pieces(1, _field_pieces(1, [_raw(label, np.uint8)])),
+        SHAPE: [_int64_feature([h, w, c])],
+        CHANNELS: [_bytes_feature([name.encode() for name in channels])],
+        DTYPE: [_bytes_feature([image.dtype.name.encode()])],
+        ROW: [_int64_feature([row])],
+        COL: [_int64_feature([col])],
+        ORIGIN: [_bytes_feature([np.asarray(origin, "<f8").tobytes()])],
+        SPLIT: [_bytes_feature([split.encode()])],
+        POSITIVES: [_int64_feature([int(np.count_nonzero(label))])],
+    }
+    entries = []
+    for key in sorted(features):
+        entries += _field_pieces(1, [_field(1, key.encode()), *_field_pieces(2, features[key])])
+    # Join the runs of small header bytes: each piece costs a call to write, hash and CRC.
+    pieces, run = [], []
+    for piece in _field_pieces(1, entries):
+        if isinstance(piece, bytes):
+            run.append(piece)
+        else:
+            pieces += [b"".join(run), piece]
+            run = []
+    return [*pieces, b"".join(run)]
 
 
 def encode_example(
@@ -73,69 +140,76 @@ def encode_example(
     split: str,
 ) -> bytes:
     """Serialise one chip: ``image`` [H, W, C] in its record dtype, ``label`` [H, W] uint8."""
-    if image.dtype.name not in RECORD_DTYPES:
-        raise ValueError(f"image dtype {image.dtype} is not one of {RECORD_DTYPES}")
-    h, w, c = image.shape
-    if label.shape != (h, w) or c != len(channels):
-        raise ValueError(f"label {label.shape} / channels {len(channels)} do not match image {image.shape}")
-    features = {
-        IMAGE: _bytes_feature([np.ascontiguousarray(image, image.dtype.newbyteorder("<")).tobytes()]),
-        LABEL: _bytes_feature([np.ascontiguousarray(label, np.uint8).tobytes()]),
-        SHAPE: _int64_feature([h, w, c]),
-        CHANNELS: _bytes_feature([name.encode() for name in channels]),
-        DTYPE: _bytes_feature([image.dtype.name.encode()]),
-        ROW: _int64_feature([row]),
-        COL: _int64_feature([col]),
-        ORIGIN: _bytes_feature([np.asarray(origin, "<f8").tobytes()]),
-        SPLIT: _bytes_feature([split.encode()]),
-        POSITIVES: _int64_feature([int(np.count_nonzero(label))]),
-    }
-    entries = b"".join(_field(1, _field(1, key.encode()) + _field(2, features[key])) for key in sorted(features))
-    return _field(1, entries)
+    return b"".join(encode_example_pieces(image, label, channels, row, col, origin, split))
 
 
 # --- TFRecord framing -------------------------------------------------------------------
 
 
-def _masked_crc(data: bytes) -> int:
-    crc = google_crc32c.value(data)
+def _mask(crc: int) -> int:
     return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
 
 
-def frame(record: bytes) -> bytes:
-    """One TFRecord: length, its masked CRC32C, the data, its masked CRC32C."""
-    length = struct.pack("<Q", len(record))
-    return length + struct.pack("<I", _masked_crc(length)) + record + struct.pack("<I", _masked_crc(record))
+def _masked_crc(data: bytes) -> int:
+    return _mask(google_crc32c.value(data))
 
 
-def write_tfrecord(path: str | os.PathLike, records: Iterable[bytes], compression: str = "") -> int:
+def _frame(pieces: Sequence) -> list:
+    """One TFRecord around a record given as pieces, which stay uncopied: length, its masked
+    CRC32C, the pieces, the masked CRC32C of their concatenation."""
+    length = struct.pack("<Q", sum(map(len, pieces)))
+    crc = 0
+    for piece in pieces:
+        crc = google_crc32c.extend(crc, piece)
+    return [length + struct.pack("<I", _masked_crc(length)), *pieces, struct.pack("<I", _mask(crc))]
+
+
+class Written(NamedTuple):
+    """What ``write_tfrecord`` wrote: the record count, file size and hex SHA-256 of the file."""
+
+    records: int
+    bytes: int
+    sha256: str
+
+
+def write_tfrecord(path: str | os.PathLike, records: Iterable, compression: str = "") -> Written:
     """Write ``records`` to ``path`` atomically (a temporary file, then a rename).
 
-    Returns the record count. GZIP output is a single gzip stream with a zero timestamp, so
-    the same records give the same bytes.
+    A record is ``bytes`` or a list or tuple of pieces to concatenate (``bytes`` or flat uint8
+    numpy arrays, as ``encode_example_pieces`` gives), written without joining them. The file's
+    size and SHA-256 are taken from the bytes as they are written, so nobody re-reads it. GZIP
+    output is a single gzip stream with a zero timestamp, so the same records give the same bytes.
     """
     if compression not in COMPRESSIONS:
         raise ValueError(f"compression {compression!r} is not one of {COMPRESSIONS}")
     path = os.fspath(path)
     partial = f"{path}.partial-{os.getpid()}"
     count = 0
+    digest = hashlib.sha256()
     try:
         with open(partial, "wb") as out:
             gzip = zlib.compressobj(6, zlib.DEFLATED, 31, 9) if compression == "GZIP" else None
             for record in records:
-                data = frame(record)
-                out.write(gzip.compress(data) if gzip else data)
+                pieces = _frame(record if isinstance(record, list | tuple) else [record])
+                if gzip:  # zlib's deflate output does not depend on how its input is split (tests check)
+                    pieces = [gzip.compress(piece) for piece in pieces]
+                out.writelines(pieces)
+                for piece in pieces:
+                    digest.update(piece)
                 count += 1
             if gzip:
-                out.write(gzip.flush())
+                tail = gzip.flush()
+                out.write(tail)
+                digest.update(tail)
             out.flush()
             os.fsync(out.fileno())
+            size = out.tell()
         os.replace(partial, path)
     except BaseException:
         if os.path.exists(partial):
             os.remove(partial)
         raise
-    return count
+    return Written(count, size, digest.hexdigest())
 
 
 def _chunks(handle, compression: str, size: int = 1 << 22) -> Iterator[bytes]:
