@@ -116,33 +116,6 @@ def test_full_feature_spec_parses_metadata():
     assert parsed[records.POSITIVES].numpy() == label.sum()
 
 
-def _joined_example(image, label, channels, row, col, origin, split):
-    """The encoder as it was before it wrote pieces: each field a concatenated ``bytes``."""
-
-    def field(number, payload):
-        return records._varint(number << 3 | 2) + records._varint(len(payload)) + payload
-
-    def b(values):
-        return field(1, b"".join(field(1, v) for v in values))
-
-    def i(values):
-        return field(3, field(1, b"".join(records._varint(v) for v in values)))
-
-    features = {
-        records.IMAGE: b([np.ascontiguousarray(image, image.dtype.newbyteorder("<")).tobytes()]),
-        records.LABEL: b([label.tobytes()]),
-        records.SHAPE: i(list(image.shape)),
-        records.CHANNELS: b([c.encode() for c in channels]),
-        records.DTYPE: b([image.dtype.name.encode()]),
-        records.ROW: i([row]),
-        records.COL: i([col]),
-        records.ORIGIN: b([np.asarray(origin, "<f8").tobytes()]),
-        records.SPLIT: b([split.encode()]),
-        records.POSITIVES: i([int(np.count_nonzero(label))]),
-    }
-    return field(1, b"".join(field(1, field(1, k.encode()) + field(2, features[k])) for k in sorted(features)))
-
-
 def _odd_chips():
     """Chips of odd sizes and both record dtypes, one a strided view (encoded from a copy)."""
     rng = np.random.default_rng(7)
@@ -160,11 +133,11 @@ def _frame(record):
     return length + struct.pack("<I", masked[0]) + record + struct.pack("<I", masked[1])
 
 
-def test_example_pieces_join_to_the_concatenated_encoding():
+def test_example_pieces_join_to_tensorflows_serialisation():
     for n, (image, label, channels) in enumerate(_odd_chips()):
         args = (image, label, channels, 4096 * n, -3, (530000.5, -1e300), "train")
         pieces = records.encode_example_pieces(*args)
-        assert b"".join(pieces) == records.encode_example(*args) == _joined_example(*args)
+        assert b"".join(pieces) == records.encode_example(*args) == _tf_example(*args)
         assert all(isinstance(p, bytes) or (p.dtype == np.uint8 and p.ndim == 1) for p in pieces)
         assert len(pieces) == 5  # header runs joined around the two payloads
 
