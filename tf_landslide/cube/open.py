@@ -19,7 +19,7 @@ class CubeError(ValueError):
 _ZARR_MARKERS = (".zmetadata", ".zgroup", "zarr.json")
 
 
-def _zip_root(names: list[str]) -> str:
+def zip_root(names: list[str]) -> str:
     """The folder inside a zip that holds the zarr group (shallowest group marker)."""
     roots = sorted(
         (
@@ -41,7 +41,7 @@ def _open_zip(location: str, storage_options: dict) -> xr.Dataset:
     with fsspec.open(location, "rb", **storage_options) as handle:
         with zipfile.ZipFile(handle) as archive:
             try:
-                root = _zip_root(archive.namelist())
+                root = zip_root(archive.namelist())
             except CubeError as error:
                 raise CubeError(f"{location!r}: {error}") from None
     url = f"zip://{root}::{location}" if root else f"zip://::{location}"

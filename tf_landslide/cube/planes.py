@@ -22,7 +22,7 @@ import numpy as np
 import xarray as xr
 
 from tf_landslide.cube import schema
-from tf_landslide.cube.open import _zip_root
+from tf_landslide.cube.open import zip_root
 
 # Attributes under which xarray would transform the stored values on reading.
 _DECODING_ATTRIBUTES = ("scale_factor", "add_offset", "missing_value", "_Unsigned")
@@ -57,7 +57,7 @@ class _Files:
         self._local = threading.local()  # a ZipFile shares one file position: one per thread
         self.root = ""
         if self.is_zip:
-            root = _zip_root(self._archive().namelist())
+            root = zip_root(self._archive().namelist())
             self.root = f"{root}/" if root else ""
 
     def _archive(self) -> zipfile.ZipFile:
