@@ -6,6 +6,8 @@ import dataclasses
 
 import numpy as np
 
+_BLOCK = 1 << 16  # values: a 512 KB float64 block fits the L2 cache
+
 
 @dataclasses.dataclass
 class ChannelMoments:
@@ -27,24 +29,39 @@ class ChannelMoments:
     def of(cls, values: np.ndarray, channel_axis: int = -1) -> ChannelMoments:
         """Moments per channel of ``values`` (channels on ``channel_axis``), ignoring NaN.
 
-        Works one channel at a time, so a band of a scene never has a float64 copy of itself;
-        channels first (``channel_axis=0``) reads each channel contiguously. The values are
-        summed in the same order either way, so both layouts give the same bits.
+        One channel at a time, in blocks whose float64 copy stays in the cache (2x faster than
+        whole planes on a Hokkaido-size band), merged exactly as ``merge`` does; so a band of a
+        scene never has a float64 copy of itself. Channels first (``channel_axis=0``) reads each
+        channel contiguously; both layouts sum in the same order and give the same bits.
         """
         values = np.asarray(values)
         channels = values.shape[channel_axis]
         count, mean, m2 = (np.zeros(channels) for _ in range(3))
         by_channel = np.moveaxis(values, channel_axis, 0)
+        scratch = np.empty(_BLOCK)
         for c in range(channels):
             plane = by_channel[c].ravel()  # a view when channels come first
-            finite_mask = np.isfinite(plane)
-            finite = plane if finite_mask.all() else plane[finite_mask]
-            count[c] = finite.size
-            if finite.size:
-                mean[c] = finite.sum(dtype=np.float64) / finite.size
-                deviation = finite.astype(np.float64)  # one channel at a time in float64
-                deviation -= mean[c]
-                m2[c] = np.dot(deviation, deviation)
+            n_c = mean_c = m2_c = 0.0
+            for start in range(0, plane.size, _BLOCK):
+                block = plane[start : start + _BLOCK]
+                finite = np.isfinite(block)
+                if not finite.all():
+                    block = block[finite]
+                if not block.size:
+                    continue
+                deviation = scratch[: block.size]
+                np.copyto(deviation, block)
+                block_mean = deviation.sum() / block.size
+                deviation -= block_mean
+                # Not np.dot: OpenBLAS's threads spin after each call, taking the cores from
+                # the other export workers (case b of the export benchmark: 1.7 more CPU s).
+                block_m2 = np.square(deviation, out=deviation).sum()
+                total = n_c + block.size
+                delta = block_mean - mean_c
+                m2_c += block_m2 + delta * delta * n_c * block.size / total
+                mean_c += delta * block.size / total
+                n_c = total
+            count[c], mean[c], m2[c] = n_c, mean_c, m2_c
         return cls(count, mean, m2)
 
     @classmethod
