@@ -16,8 +16,8 @@
    ``stats_from='scene'`` (reads every band and takes the scene's moments);
    median of ``--repeats`` runs each, runs interleaved, a fresh records folder per run.
 4. Samples the RSS of the whole process tree (this process, Dask nannies and workers, and
-   their children) every ``--sample_interval`` seconds during each export, and the CPU
-   seconds of the tree and of the whole machine.
+   their children; the list refreshed every 0.5 s) every ``--sample_interval`` seconds during
+   each export, and the CPU seconds of the tree and of the whole machine.
 5. Prints a summary table.
 
 The machine may be shared: before each measurement the script waits (up to ``--quiet_wait``
@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import json
+import math
 import multiprocessing
 import os
 import shutil
@@ -54,6 +55,7 @@ from tf_landslide.cube.open import open_cube
 from tf_landslide.cube.scene import open_scene
 
 RSS_TARGET_BYTES = 2e9
+REFRESH = 0.5  # seconds between looks for new processes in the tree
 FLOOR_MODES = (("threads", "xarray"), ("processes", "xarray"), ("threads", "chunks"), ("processes", "chunks"))
 RATIO_TARGET = 2.0
 GB = 1e9
@@ -276,9 +278,14 @@ class TreeSampler:
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
+        # Finding the children walks all of /proc: refresh the list every ``REFRESH`` seconds
+        # only, so the sampler (a thread of the measured process) perturbs the export less.
+        tree, found = [], -math.inf
         while True:
+            if time.perf_counter() - found >= REFRESH:
+                tree, found = tree_processes(self.root), time.perf_counter()
             parts = []
-            for proc in tree_processes(self.root):
+            for proc in tree:
                 try:
                     parts.append(proc.memory_info().rss)
                     times = proc.cpu_times()
