@@ -25,6 +25,7 @@ from tf_landslide.cube.channels import (
 )
 from tf_landslide.cube.events import PRESETS, Event, resolve_event
 from tf_landslide.cube.open import CubeError, open_cube, orbit_codes
+from tf_landslide.cube.planes import DatasetPlanes
 
 HOKKAIDO = PRESETS["hokkaido"]
 TRIGGER = np.datetime64("2018-09-05T18:07:59", "ns")
@@ -436,6 +437,22 @@ def test_read_band_channel_order_follows_the_plan(cube):
     backward = ChannelPlan(("vh_after", "dem"), acquisitions).read_band(cube, rows)
     np.testing.assert_array_equal(forward[::-1], backward)
     np.testing.assert_array_equal(forward[0], cube["dem"].values[rows])
+
+
+def test_read_band_reads_an_xarray_window_whole_and_empty_windows_empty(cube):
+    """Only chunk readers tile a window: each xarray read costs about a millisecond."""
+    windows = []
+
+    class Counting(DatasetPlanes):
+        def plane(self, variable, index, rows, cols):
+            windows.append(cols)
+            return super().plane(variable, index, rows, cols)
+
+    plan = ChannelPlan(("dem",), Acquisitions("descending", (), ()))
+    band = plan.read_band(Counting(cube), slice(0, 64), slice(100, 190))
+    assert windows == [slice(100, 190)]
+    np.testing.assert_array_equal(band[0], cube["dem"].values[:64, 100:190])
+    assert plan.read_band(cube, slice(10, 5)).shape == (1, 0, cube.sizes["x"])
 
 
 def test_plan_variables_and_pickling():
