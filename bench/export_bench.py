@@ -56,6 +56,7 @@ from tf_landslide.cube.scene import open_scene
 
 RSS_TARGET_BYTES = 2e9
 REFRESH = 0.5  # seconds between looks for new processes in the tree
+# (pool, reader): readers go through xarray and zarr, or decode the chunk files directly (cube.planes)
 FLOOR_MODES = (("threads", "xarray"), ("processes", "xarray"), ("threads", "chunks"), ("processes", "chunks"))
 RATIO_TARGET = 2.0
 GB = 1e9
@@ -152,7 +153,6 @@ def candidate_windows(ds, chip_size: int, band_rows: int) -> list[tuple[int, int
     return windows
 
 
-READERS = ("xarray", "chunks")  # through xarray and zarr; chunk files decoded directly (cube.planes)
 _OPEN: dict[tuple[str, str], object] = {}
 
 
@@ -183,7 +183,7 @@ def _warm(location: str, reader: str, planes: list) -> int:
 def measure_floor(location: str, planes: list, windows: list[tuple[int, int, int, int]], workers: int,
                   mode: str, reader: str) -> tuple[float, float, int]:
     """Seconds and CPU seconds to read ``planes`` over ``windows`` with ``workers`` threads or processes,
-    through ``reader`` (one of READERS).
+    through ``reader`` ("xarray" or "chunks", as in FLOOR_MODES).
 
     The pool is started, and the cube opened in each worker, before the clock starts.
     """
