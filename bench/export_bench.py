@@ -542,7 +542,9 @@ def summary_table(f: dict) -> str:
                                   + f" (total {last['total_chips']}, skipped as no-data {last['skipped']})"),
             ("  CPU seconds per run", f"ours {listed(results, 'tree_cpu')}; other processes "
                                      + f"{listed(results, 'other_cpu')}"),
-            ("  CPU ratio export / floor", f"{cpu_median / own_cpu:.1f}x (median {cpu_median:.1f} s vs the floor's "
+            # A tiny cube's floor can take less CPU than psutil resolves (10 ms): no ratio then.
+            ("  CPU ratio export / floor", (f"{cpu_median / own_cpu:.1f}x" if own_cpu else "n/a")
+                                           + f" (median {cpu_median:.1f} s vs the floor's "
                                            + f"{own_cpu:.2f} s; less sensitive to other load than wall time)"),
             ("  records", f"{last['shards']} shards, {last['record_bytes'] / 1e6:.0f} MB"),
             ("  chips/s", f"{last['total_chips'] / median:.1f}"),
