@@ -42,6 +42,7 @@ from tf_landslide.cube import channels as channels_lib
 from tf_landslide.cube import events, planes, schema, synthetic
 from tf_landslide.cube.open import acquisitions_by_orbit, open_cube
 from tf_landslide.cube.scene import Scene, cube_identity, georeference, open_scene
+from tf_landslide.float16 import HalfRounder
 from tf_landslide.normalisation import ChannelMoments
 
 log = logging.getLogger("tf_landslide.export")
@@ -175,21 +176,19 @@ def _records_layout(chips: list[np.ndarray], record_dtype: str) -> tuple[np.ndar
     """Chips [C, size, size] as one C-ordered [N, size, size, C] array of ``record_dtype``, and
     the largest rounding error per channel (NaN ignored).
 
-    One chip at a time through buffers that stay in the cache; casts and the error run on
-    contiguous channels-first planes, and only the final copy is channels last.
+    One chip at a time, cast and written channels last in one pass; float16 through
+    ``HalfRounder`` (numpy's bits, about twice as fast as numpy's cast).
     """
     n_channels, size = chips[0].shape[:2]
     stored = np.empty((len(chips), size, size, n_channels), record_dtype)
     error = np.zeros(n_channels, np.float32)
-    rounded = np.empty((n_channels, size, size), record_dtype)
-    difference = np.empty((n_channels, size, size), np.float32)
-    with np.errstate(invalid="ignore"):
+    if record_dtype == "float16":
+        rounder = HalfRounder(chips[0].shape)
         for chip, out in zip(chips, stored, strict=True):
-            np.copyto(rounded, chip, casting="same_kind")
-            np.copyto(out, np.moveaxis(rounded, 0, -1))
-            np.subtract(rounded, chip, out=difference)
-            np.abs(difference, out=difference)
-            np.fmax(error, np.fmax.reduce(difference.reshape(n_channels, -1), axis=1), out=error)  # skips NaN
+            np.fmax(error, rounder.round(chip, np.moveaxis(out, -1, 0)), out=error)
+        return stored, error
+    for chip, out in zip(chips, stored, strict=True):  # float32: exact
+        np.copyto(out, np.moveaxis(chip, 0, -1))
     return stored, error
 
 
