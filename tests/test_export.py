@@ -173,6 +173,22 @@ def test_dask_local_cluster_gives_the_same_bytes(exported, tiny_cube, tmp_path, 
     assert _shard_bytes(tmp_path / cfg.config) == _shard_bytes(out_dir)
 
 
+@pytest.mark.parametrize("processes", [False, True], ids=["threads", "processes"])
+def test_local_cluster_workers_run_without_the_dashboard_profiler(tiny_cube, tmp_path, processes):
+    import dask
+
+    def monitors() -> tuple:
+        return dask.config.get("distributed.worker.profile.enabled"), dask.config.get(
+            "distributed.admin.system-monitor.gil.enabled"
+        )
+
+    cfg = dataclasses.replace(tiny_export_config(tiny_cube, tmp_path), workers=2, worker_processes=processes)
+    with export.executor(cfg) as pool:
+        seen = set(pool.client.run(monitors).values())
+    assert seen == {(False, False)}
+    assert dask.config.get("distributed.worker.profile.enabled")  # this process's config is left as it was
+
+
 def test_negatives_gzip_and_scene_statistics(tiny_cube, tmp_path):
     cfg = tiny_export_config(
         tiny_cube, tmp_path, config="vv_t1", negative_ratio=0.5, compression="GZIP", stats_from="scene"

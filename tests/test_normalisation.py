@@ -50,3 +50,20 @@ def test_channels_first_and_channels_last_give_the_same_bits():
     for a, b in ((first.count, last.count), (first.mean, last.mean), (first.m2, last.m2)):
         np.testing.assert_array_equal(a, b)
     assert first.count.tolist() == [2000, int(np.isfinite(band[1]).sum()), 2000]
+
+
+def test_moments_of_each_same_bits_channels_first_or_last_and_with_or_without_missing_values():
+    rng = np.random.default_rng(6)
+    stack = (1000 + 300 * rng.random((3, 2, 16, 16))).astype(np.float32)  # [N, C, H, W]
+    first = ChannelMoments.of_each(stack, channel_axis=1)
+    last = ChannelMoments.of_each(np.moveaxis(stack, 1, -1))
+    holed = stack.copy()
+    holed[2, 0, 3, 3] = np.nan  # channel 0 now takes the masked path for every item
+    masked = ChannelMoments.of_each(holed, channel_axis=1)
+    for a, b in zip(first, last, strict=True):
+        np.testing.assert_array_equal(a.to_json()["m2"], b.to_json()["m2"])
+        np.testing.assert_array_equal(a.mean, b.mean)
+    for a, c in zip(first[:2], masked[:2], strict=True):  # items without the hole: identical bits
+        assert a.to_json() == c.to_json()
+    assert masked[2].count.tolist() == [255, 256]
+    np.testing.assert_allclose(masked[2].mean[0], np.nanmean(holed[2, 0].astype(np.float64)), rtol=1e-12)

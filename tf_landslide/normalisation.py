@@ -65,18 +65,27 @@ class ChannelMoments:
         return cls(count, mean, m2)
 
     @classmethod
-    def of_each(cls, stack: np.ndarray) -> list[ChannelMoments]:
-        """Moments of each item of ``stack`` shaped [N, ..., C], ignoring NaN (one pass per channel)."""
-        flat = np.asarray(stack).reshape(len(stack), -1, stack.shape[-1])
-        shape = (flat.shape[0], flat.shape[2])
+    def of_each(cls, stack: np.ndarray, channel_axis: int = -1) -> list[ChannelMoments]:
+        """Moments of each item of ``stack`` [N, ...], channels on ``channel_axis`` of the whole
+        stack (not 0), ignoring NaN; one pass per channel. Channels first ([N, C, ...]) reads
+        each channel contiguously; both layouts give the same bits.
+        """
+        stack = np.asarray(stack)
+        flat = np.moveaxis(stack, channel_axis, 1).reshape(len(stack), stack.shape[channel_axis], -1)
+        shape = (flat.shape[0], flat.shape[1])
         count, mean, m2 = np.zeros(shape), np.zeros(shape), np.zeros(shape)
-        for c in range(flat.shape[2]):
-            values = flat[:, :, c].astype(np.float64)
+        for c in range(flat.shape[1]):
+            values = flat[:, c, :].astype(np.float64)
             finite = np.isfinite(values)
-            count[:, c] = finite.sum(1)
-            values[~finite] = 0.0
-            mean[:, c] = values.sum(1) / np.maximum(count[:, c], 1)
-            deviation = np.where(finite, values - mean[:, c : c + 1], 0.0)
+            if finite.all():  # the common case, without masks
+                count[:, c] = values.shape[1]
+                mean[:, c] = values.sum(1) / values.shape[1]
+                deviation = np.subtract(values, mean[:, c : c + 1], out=values)
+            else:
+                count[:, c] = finite.sum(1)
+                values[~finite] = 0.0
+                mean[:, c] = values.sum(1) / np.maximum(count[:, c], 1)
+                deviation = np.where(finite, values - mean[:, c : c + 1], 0.0)
             m2[:, c] = np.einsum("ij,ij->i", deviation, deviation)
         return [cls(count[i], mean[i], m2[i]) for i in range(flat.shape[0])]
 
