@@ -147,22 +147,25 @@ def test_interrupted_export_resumes_to_identical_shards(tiny_cube, tmp_path, mon
         import os, signal
         from tests.conftest import tiny_export_config
         from tf_landslide import export, records
-        written = records.write_tfrecord
-        def write_then_die(path, recs, compression=""):
-            count = written(path, recs, compression)
+        close = records.TFRecordWriter.close
+        def close_then_die(writer):
+            close(writer)
             os.kill(os.getpid(), signal.SIGKILL)
-        export.records.write_tfrecord = write_then_die
+        records.TFRecordWriter.close = close_then_die
         export.export(tiny_export_config({tiny_cube!r}, {str(killed_dir)!r}, shard_mb=0.03))
     """)
-    result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True)
-    assert result.returncode == -9, result.stderr
+    killed = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, stderr=subprocess.PIPE, text=True)
+    assert killed.wait() == -9, killed.stderr.read()
     out_dir = killed_dir / "vv_vh_dem_t2"
     assert not (out_dir / export.MANIFEST_NAME).exists(), "a killed export must not leave a manifest"
-    assert len(list(out_dir.glob("*-of-*"))) == 1
+    assert len(list(out_dir.glob("*-of-?????"))) == 1
+    # Shards are written side by side: a kill can leave unfinished ones (this one for sure).
+    (out_dir / f"test-00000-of-00001.partial-{killed.pid}").write_bytes(b"half a record")
 
     resumed = export.export(tiny_export_config(tiny_cube, killed_dir, shard_mb=0.03))
     assert _shard_bytes(out_dir) == _shard_bytes(tmp_path / "reference" / "vv_vh_dem_t2")
     assert resumed["splits"] == reference["splits"]
+    assert not list(out_dir.glob("*.partial-*")), "the killed run's unfinished files are cleared"
 
 
 @pytest.mark.parametrize("processes", [False, True], ids=["threads", "processes"])

@@ -19,6 +19,7 @@ bytes are a pure function of the plan, so re-running gives identical files).
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import functools
@@ -37,6 +38,7 @@ import numpy as np
 import tf_landslide
 from tf_landslide import chips as chips_lib
 from tf_landslide import records, storage
+from tf_landslide import shards as shards_lib
 from tf_landslide.config import CubeConfig, ExportConfig
 from tf_landslide.cube import channels as channels_lib
 from tf_landslide.cube import events, planes, schema, synthetic
@@ -44,6 +46,7 @@ from tf_landslide.cube.open import acquisitions_by_orbit, open_cube
 from tf_landslide.cube.scene import Scene, cube_identity, georeference, open_scene
 from tf_landslide.float16 import HalfRounder
 from tf_landslide.normalisation import ChannelMoments
+from tf_landslide.shards import ChipEntry, ShardStream, SpoolReader
 
 log = logging.getLogger("tf_landslide.export")
 
@@ -71,10 +74,6 @@ def cube_location(cube: CubeConfig) -> str:
     cache = cache_dir(cube)
     log.info("no --cube given: using the embedded synthetic cube in %s", cache)
     return str(synthetic.embedded_cube(cache))
-
-
-def shard_name(split: str, index: int, count: int) -> str:
-    return f"{split}-{index:05d}-of-{count:05d}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -212,36 +211,6 @@ def _chip_moments(kept: list[int], chips: list[np.ndarray], wanted: frozenset[in
     return {index: m for index, m in moments.items() if int(index) in wanted}
 
 
-def write_shard(path: str, entries: list[tuple], spool: str, channels: tuple[str, ...], compression: str) -> dict:
-    """Write one shard from spooled chips; ``entries`` are (band, window, slot, row, col, origin, split)."""
-    cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    current = None
-
-    def chip_records() -> Iterator[list]:
-        nonlocal current
-        for band, window, slot, row, col, origin, split in entries:
-            if band != current:
-                cache.clear()  # entries are in row order: hold the windows of one band at a time
-                current = band
-            if window not in cache:
-                cache[window] = (
-                    np.load(Path(spool) / f"{window}-images.npy", mmap_mode="r"),
-                    np.load(Path(spool) / f"{window}-labels.npy", mmap_mode="r"),
-                )
-            images, labels = cache[window]
-            yield records.encode_example_pieces(
-                np.asarray(images[slot]), np.asarray(labels[slot]), channels, row, col, origin, split
-            )
-
-    # The image and label pieces are views of the spool: written from the page cache, uncopied.
-    return {"path": path, **records.write_tfrecord(path, chip_records(), compression)._asdict()}
-
-
-def _file_facts(path: str | os.PathLike) -> dict:
-    """Size and SHA-256 of a file, as the manifest lists its shards."""
-    return {"bytes": os.stat(path).st_size, "sha256": storage.sha256(path)}
-
-
 class _SerialExecutor:
     """Runs tasks in this process, in order: for tests and tiny cubes."""
 
@@ -368,11 +337,11 @@ def _check_settings(cfg: ExportConfig) -> None:
 def _band_tasks(
     table: chips_lib.ChipTable, candidates: np.ndarray, cfg: ExportConfig, height: int, width: int
 ) -> list[BandTask]:
-    """Group candidate chips by the band of ``band_rows`` rows their top row falls in; largest first.
+    """Group candidate chips by the band of ``band_rows`` rows their top row falls in; in row order.
 
     Each band is read over the columns its candidates span: bands without candidates are not
-    read, unless whole-scene statistics need every pixel. Largest first, so that no big band is
-    left for last while the other workers idle.
+    read, unless whole-scene statistics need every pixel. In row order, the order of the chips
+    in the shards, so that shards are written while the scan goes on.
     """
     band_of = table.row[candidates] // cfg.band_rows
     scene = cfg.stats_from == "scene"
@@ -392,7 +361,7 @@ def _band_tasks(
         # Train statistics merge the moments of kept training chips; scene statistics need none.
         train = frozenset(int(i) for i in members if table.split[i] == TRAIN) if not scene else frozenset()
         tasks.append(BandTask(int(band), y0, y1, x0, x1, chips, band_rows if scene else None, train))
-    return sorted(tasks, key=lambda task: -task.pixels)
+    return tasks
 
 
 def _progress(total: int, unit: str, desc: str, enabled: bool):
@@ -422,6 +391,16 @@ def _verify_shards(out_dir: Path, manifest: dict) -> list[str]:
             elif path.stat().st_size != shard["bytes"] or storage.sha256(path) != shard["sha256"]:
                 problems.append(f"{path} does not match its checksum")
     return problems
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # somebody else's process
+        return True
+    return True
 
 
 def _prepare_output(out_dir: Path, fingerprint: str, overwrite: bool) -> dict | None:
@@ -456,6 +435,9 @@ def _prepare_output(out_dir: Path, fingerprint: str, overwrite: bool) -> dict | 
             shard.unlink()
     else:
         (out_dir / MANIFEST_NAME).unlink(missing_ok=True)
+    for partial in out_dir.glob("*.partial-*"):  # unfinished files of killed runs
+        if not _running(int(partial.name.rpartition("-")[2].split(".")[0])):
+            partial.unlink()
     work.mkdir(parents=True, exist_ok=True)
     _atomic_write_bytes(plan_path, json.dumps({"fingerprint": fingerprint}).encode())
     return None
@@ -515,6 +497,46 @@ def _candidates(job: _Job) -> _Candidates:
     return _Candidates(table, nan_labels, negatives, wanted, np.sort(np.concatenate([positive, read])))
 
 
+def _chip_entries(job: _Job, table: chips_lib.ChipTable, indices: Iterable[int]) -> dict[str, list[ChipEntry]]:
+    """What the records of chips ``indices`` hold besides pixels, by split, in row order."""
+    transform = georeference(job.scene.ds)["transform"]
+    members: dict[str, list[ChipEntry]] = {split: [] for split in chips_lib.SPLITS}
+    for i in sorted(indices, key=lambda i: (table.row[i], table.col[i])):
+        row, col, split = int(table.row[i]), int(table.col[i]), chips_lib.SPLITS[table.split[i]]
+        origin = (transform[2] + col * transform[0], transform[5] + row * transform[4])
+        members[split].append(ChipEntry(int(i), row // job.cfg.band_rows, row, col, origin, split))
+    return members
+
+
+def _shard_plan(job: _Job, table: chips_lib.ChipTable, indices: Iterable[int]) -> list[shards_lib.Shard]:
+    cfg = job.cfg
+    bytes_per_chip = cfg.chip_size**2 * (len(job.scene.config.channels) * np.dtype(cfg.record_dtype).itemsize + 1)
+    per_shard = max(1, int(cfg.shard_mb * 1e6 // (bytes_per_chip + 400)))
+    return shards_lib.plan(_chip_entries(job, table, indices), per_shard)
+
+
+def _scan(job: _Job, tasks: list[BandTask], scan: Callable, pool, streams: list[ShardStream]) -> dict:
+    """Scan every window, writing the streams' chips as their bands are done; the results by window."""
+    bar = _progress(int(sum(len(t.chips) for t in tasks)), "chip", f"scan {job.scene.config.name}", job.cfg.progress)
+    chips_in = {t.name: len(t.chips) for t in tasks}
+    windows_left = collections.Counter(t.band for t in tasks)
+    done_bands, slots, results = set(), {}, {}
+    spool = SpoolReader(job.spool, job.scene.config.channels)
+    for result in pool.map_unordered(scan, ((t,) for t in tasks)):
+        results[result["window"]] = result
+        slots.update({index: (result["band"], result["window"], n) for n, index in enumerate(result["kept"])})
+        windows_left[result["band"]] -= 1
+        if not windows_left[result["band"]]:
+            done_bands.add(result["band"])
+        for stream in streams:
+            stream.advance(done_bands, slots, spool)
+        waiting = [band for stream in streams if (band := stream.waiting_for) is not None]
+        spool.release(min(waiting) if waiting else None)
+        bar.update(chips_in[result["window"]])
+    bar.close()
+    return results
+
+
 def export(cfg: ExportConfig) -> dict:
     """Export ``cfg``'s configuration of its cube; return the manifest (also on disk)."""
     if storage.is_remote(cfg.records_dir):
@@ -550,15 +572,24 @@ def export(cfg: ExportConfig) -> dict:
         record_dtype=cfg.record_dtype,
         spool=str(job.spool),
     )
+    # Positive chips only: the shards can be planned now and written while the scan goes on.
+    streams = (
+        []
+        if cfg.negative_ratio
+        else [
+            ShardStream(shard, job.out_dir, cfg.compression)
+            for shard in _shard_plan(job, candidates.table, candidates.indices)
+        ]
+    )
     results = {}
     with executor(cfg) as pool:
-        bar = _progress(int(sum(len(t.chips) for t in tasks)), "chip", f"scan {job.scene.config.name}", cfg.progress)
-        chips_in = {t.name: len(t.chips) for t in tasks}
-        for result in pool.map_unordered(scan, ((t,) for t in tasks)):
-            results[result["window"]] = result
-            bar.update(chips_in[result["window"]])
-        bar.close()
-        manifest = _assemble(job, candidates, results, pool)
+        try:
+            results = _scan(job, tasks, scan, pool, streams)
+        except BaseException:
+            for stream in streams:
+                stream.abort()
+            raise
+        manifest = _assemble(job, candidates, results, pool, streams)
     manifest["export_seconds"] = round(time.perf_counter() - started, 2)
     text = json.dumps(manifest, indent=1)
     _atomic_write_bytes(job.out_dir / MANIFEST_NAME, text.encode())
@@ -567,7 +598,7 @@ def export(cfg: ExportConfig) -> dict:
     return json.loads(text)  # exactly what a later run reads back
 
 
-def _assemble(job: _Job, candidates: _Candidates, results: dict, pool) -> dict:
+def _assemble(job: _Job, candidates: _Candidates, results: dict, pool, streams: list[ShardStream]) -> dict:
     """Choose the final chips, compute statistics, write the shards and build the manifest."""
     cfg, config, ds, out_dir, spool = job.cfg, job.scene.config, job.scene.ds, job.out_dir, job.spool
     table, negatives, wanted_negatives = candidates.table, candidates.negatives, candidates.wanted_negatives
@@ -615,36 +646,33 @@ def _assemble(job: _Job, candidates: _Candidates, results: dict, pool) -> dict:
         )
 
     geo = georeference(ds)
-    transform = geo["transform"]
-    bytes_per_chip = cfg.chip_size**2 * (len(config.channels) * np.dtype(cfg.record_dtype).itemsize + 1) + 400
-    per_shard = max(1, int(cfg.shard_mb * 1e6 // bytes_per_chip))
-    shard_jobs, split_info = [], {}
+    if streams:  # planned before the scan and written during it
+        written = {stream.shard.name: stream.facts for stream in streams}
+        if None in written.values():
+            raise AssertionError(f"unfinished shards after the scan: {[k for k, v in written.items() if v is None]}")
+        planned = [stream.shard for stream in streams]
+    else:  # negatives are chosen after the scan: so are the shards
+        planned = _shard_plan(job, table, kept)
+        jobs = [
+            (
+                shard,
+                {e.index: slot[e.index] for e in shard.chips},
+                str(out_dir),
+                str(spool),
+                config.channels,
+                cfg.compression,
+            )
+            for shard in planned
+        ]
+        bar = _progress(len(kept), "chip", "write shards", cfg.progress)
+        written = {}
+        for done in pool.map_unordered(shards_lib.write_shard, jobs):
+            written[done.pop("file")] = done
+            bar.update(done["records"])
+        bar.close()
+    split_info = {}
     for s, split in enumerate(chips_lib.SPLITS):
         members = [i for i in kept if table.split[i] == s]
-        n_shards = math.ceil(len(members) / per_shard) if members else 0
-        groups = np.array_split(np.array(members, dtype=np.int64), n_shards) if n_shards else []
-        shards = []
-        for k, group in enumerate(groups):
-            name = shard_name(split, k, n_shards)
-            entries = [
-                (
-                    *slot[i],
-                    int(table.row[i]),
-                    int(table.col[i]),
-                    (transform[2] + int(table.col[i]) * transform[0], transform[5] + int(table.row[i]) * transform[4]),
-                    split,
-                )
-                for i in group
-            ]
-            shards.append({"file": name, "records": len(entries)})
-            path = out_dir / name
-            if path.exists():
-                try:
-                    if records.count_records(path, cfg.compression) == len(entries):
-                        continue  # finished by an earlier run; identical by construction
-                except records.CorruptShardError as error:
-                    log.warning("%s: rewriting", error)
-            shard_jobs.append((str(path), entries, str(spool), config.channels, cfg.compression))
         positives = int(sum(table.positives[i] for i in members))
         pixels = len(members) * cfg.chip_size**2
         split_info[split] = {
@@ -655,19 +683,8 @@ def _assemble(job: _Job, candidates: _Candidates, results: dict, pool) -> dict:
             "positive_fraction": positives / pixels if pixels else 0.0,
             "skipped_nodata_chips": int(sum(1 for i in skipped if table.split[i] == s)),
             "locations": [[int(table.row[i]), int(table.col[i])] for i in members],
-            "shards": shards,
+            "shards": [{"file": shard.name, **written[shard.name]} for shard in planned if shard.split == split],
         }
-
-    bar = _progress(sum(len(job[1]) for job in shard_jobs), "chip", "write shards", cfg.progress)
-    facts = {}  # workers hash the shards they write, while the bytes are in the page cache
-    for done in pool.map_unordered(write_shard, shard_jobs):
-        facts[done["path"]] = {k: done[k] for k in ("bytes", "sha256")}
-        bar.update(done["records"])
-    bar.close()
-    for info in split_info.values():
-        for shard in info["shards"]:
-            path = str(out_dir / shard["file"])
-            shard.update(facts[path] if path in facts else _file_facts(path))  # or reused from an earlier run
 
     times = ds[schema.TIME_DIM].values
     orbit_of = np.asarray(ds[schema.ORBIT_COORD].values).astype(str)

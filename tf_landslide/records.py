@@ -172,44 +172,72 @@ class Written(NamedTuple):
     sha256: str
 
 
-def write_tfrecord(path: str | os.PathLike, records: Iterable, compression: str = "") -> Written:
-    """Write ``records`` to ``path`` atomically (a temporary file, then a rename).
+class TFRecordWriter:
+    """Writes one TFRecord file record by record, atomically: a temporary file, renamed into
+    place by ``close`` after an fsync; ``abort`` (or an error inside ``with``) removes it.
 
     A record is ``bytes`` or a list or tuple of pieces to concatenate (``bytes`` or flat uint8
     numpy arrays, as ``encode_example_pieces`` gives), written without joining them. The file's
     size and SHA-256 are taken from the bytes as they are written, so nobody re-reads it. GZIP
     output is a single gzip stream with a zero timestamp, so the same records give the same bytes.
     """
-    if compression not in COMPRESSIONS:
-        raise ValueError(f"compression {compression!r} is not one of {COMPRESSIONS}")
-    path = os.fspath(path)
-    partial = f"{path}.partial-{os.getpid()}"
-    count = 0
-    digest = hashlib.sha256()
-    try:
-        with open(partial, "wb") as out:
-            gzip = zlib.compressobj(6, zlib.DEFLATED, 31, 9) if compression == "GZIP" else None
-            for record in records:
-                pieces = _frame(record if isinstance(record, list | tuple) else [record])
-                if gzip:  # zlib's deflate output does not depend on how its input is split (tests check)
-                    pieces = [gzip.compress(piece) for piece in pieces]
-                out.writelines(pieces)
-                for piece in pieces:
-                    digest.update(piece)
-                count += 1
-            if gzip:
-                tail = gzip.flush()
-                out.write(tail)
-                digest.update(tail)
-            out.flush()
-            os.fsync(out.fileno())
-            size = out.tell()
-        os.replace(partial, path)
-    except BaseException:
-        if os.path.exists(partial):
-            os.remove(partial)
-        raise
-    return Written(count, size, digest.hexdigest())
+
+    def __init__(self, path: str | os.PathLike, compression: str = ""):
+        if compression not in COMPRESSIONS:
+            raise ValueError(f"compression {compression!r} is not one of {COMPRESSIONS}")
+        self.path = os.fspath(path)
+        self._partial = f"{self.path}.partial-{os.getpid()}"
+        self._out = open(self._partial, "wb")  # noqa: SIM115 - closed by close() or abort()
+        self._gzip = zlib.compressobj(6, zlib.DEFLATED, 31, 9) if compression == "GZIP" else None
+        self._digest = hashlib.sha256()
+        self._count = 0
+
+    def write(self, record) -> None:
+        pieces = _frame(record if isinstance(record, list | tuple) else [record])
+        if self._gzip:  # zlib's deflate output does not depend on how its input is split (tests check)
+            pieces = [self._gzip.compress(piece) for piece in pieces]
+        self._out.writelines(pieces)
+        for piece in pieces:
+            self._digest.update(piece)
+        self._count += 1
+
+    def close(self) -> Written:
+        """Finish the file and rename it into place; what was written."""
+        try:
+            if self._gzip:
+                tail = self._gzip.flush()
+                self._out.write(tail)
+                self._digest.update(tail)
+            self._out.flush()
+            os.fsync(self._out.fileno())
+            size = self._out.tell()
+            self._out.close()
+            os.replace(self._partial, self.path)
+        except BaseException:
+            self.abort()
+            raise
+        return Written(self._count, size, self._digest.hexdigest())
+
+    def abort(self) -> None:
+        """Drop the file being written (the target path is left as it was)."""
+        self._out.close()
+        if os.path.exists(self._partial):
+            os.remove(self._partial)
+
+    def __enter__(self) -> TFRecordWriter:
+        return self
+
+    def __exit__(self, kind, error, traceback) -> None:
+        if kind is not None:
+            self.abort()
+
+
+def write_tfrecord(path: str | os.PathLike, records: Iterable, compression: str = "") -> Written:
+    """Write ``records`` to ``path`` atomically with a ``TFRecordWriter``; what was written."""
+    with TFRecordWriter(path, compression) as writer:
+        for record in records:
+            writer.write(record)
+        return writer.close()
 
 
 def _chunks(handle, compression: str, size: int = 1 << 22) -> Iterator[bytes]:
