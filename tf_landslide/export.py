@@ -124,14 +124,15 @@ def scan_band(
     chip_size: int,
     max_nodata_fraction: float,
     record_dtype: str,
-    spool: str,
+    spool: str | None,
 ) -> dict:
     """Read one window, keep chips that are not mostly no-data, spool them; return their metadata.
 
     Idempotent: a window whose metadata file exists was finished by an earlier run.
+    ``spool=None``: nothing is written; the chips come back in the result (``images``, ``labels``).
     """
-    meta_path = Path(spool) / f"{task.name}.json"
-    if meta_path.exists():
+    meta_path = Path(spool) / f"{task.name}.json" if spool else None
+    if meta_path and meta_path.exists():
         return json.loads(meta_path.read_text())
     reader = _open_cached(location)
     window = slice(task.y0, task.y1), slice(task.x0, task.x1)
@@ -150,11 +151,14 @@ def scan_band(
         masks.append(labels[rows, cols])
     quantisation = np.zeros(band.shape[0])
     moments = {}
+    images = labels = None
     if kept:
-        stored, quantisation = _records_layout(chips, record_dtype)
+        images, quantisation = _records_layout(chips, record_dtype)
+        labels = np.stack(masks).astype(np.uint8)
         moments = _chip_moments(kept, chips, task.moments_for)
-        _atomic_save_npy(Path(spool) / f"{task.name}-images.npy", stored)
-        _atomic_save_npy(Path(spool) / f"{task.name}-labels.npy", np.stack(masks).astype(np.uint8))
+        if spool:
+            _atomic_save_npy(Path(spool) / f"{task.name}-images.npy", images)
+            _atomic_save_npy(Path(spool) / f"{task.name}-labels.npy", labels)
     result = {
         "band": task.band,
         "window": task.name,
@@ -167,6 +171,8 @@ def scan_band(
     if task.scene_rows:
         first, last = (r - task.y0 for r in task.scene_rows)
         result["scene_moments"] = ChannelMoments.of(band[:, first:last], channel_axis=0).to_json()
+    if not meta_path:
+        return {**result, "images": images, "labels": labels}
     _atomic_write_bytes(meta_path, json.dumps(result).encode())
     return result
 
@@ -214,14 +220,17 @@ def _chip_moments(kept: list[int], chips: list[np.ndarray], wanted: frozenset[in
 class _SerialExecutor:
     """Runs tasks in this process, in order: for tests and tiny cubes."""
 
+    in_process = True  # results are the tasks' own objects, not copies
+
     def map_unordered(self, fn: Callable, args: Iterable[tuple]) -> Iterator:
         for arg in args:
             yield fn(*arg)
 
 
 class _DaskExecutor:
-    def __init__(self, client):
+    def __init__(self, client, in_process: bool = False):
         self.client = client
+        self.in_process = in_process  # a cluster of threads in this process: results are not copied
 
     def map_unordered(self, fn: Callable, args: Iterable[tuple]) -> Iterator:
         from distributed import as_completed
@@ -270,7 +279,7 @@ def executor(cfg: ExportConfig):
         ) as cluster,
         Client(cluster) as client,
     ):
-        yield _DaskExecutor(client)
+        yield _DaskExecutor(client, in_process=not processes)
 
 
 def _settings(
@@ -523,6 +532,9 @@ def _scan(job: _Job, tasks: list[BandTask], scan: Callable, pool, streams: list[
     done_bands, slots, results = set(), {}, {}
     spool = SpoolReader(job.spool, job.scene.config.channels)
     for result in pool.map_unordered(scan, ((t,) for t in tasks)):
+        images, labels = result.pop("images", None), result.pop("labels", None)
+        if images is not None:
+            spool.add(result["band"], result["window"], images, labels)
         results[result["window"]] = result
         slots.update({index: (result["band"], result["window"], n) for n, index in enumerate(result["kept"])})
         windows_left[result["band"]] -= 1
@@ -560,29 +572,26 @@ def export(cfg: ExportConfig) -> dict:
         ",".join(job.scene.config.channels),
     )
     candidates = _candidates(job)
-    plan = job.scene.plan
+    table = candidates.table
     height, width = job.scene.ds.sizes["y"], job.scene.ds.sizes["x"]
-    tasks = _band_tasks(candidates.table, candidates.indices, cfg, height, width)
-    scan = functools.partial(
-        scan_band,
-        job.scene.location,
-        plan,
-        chip_size=cfg.chip_size,
-        max_nodata_fraction=cfg.max_nodata_fraction,
-        record_dtype=cfg.record_dtype,
-        spool=str(job.spool),
-    )
+    tasks = _band_tasks(table, candidates.indices, cfg, height, width)
     # Positive chips only: the shards can be planned now and written while the scan goes on.
-    streams = (
-        []
-        if cfg.negative_ratio
-        else [
-            ShardStream(shard, job.out_dir, cfg.compression)
-            for shard in _shard_plan(job, candidates.table, candidates.indices)
-        ]
-    )
-    results = {}
+    streams = []
+    if not cfg.negative_ratio:
+        streams = [ShardStream(s, job.out_dir, cfg.compression) for s in _shard_plan(job, table, candidates.indices)]
     with executor(cfg) as pool:
+        # Streamed shards take each band's chips as it is done: workers sharing this process hand
+        # them over in memory (a killed export then scans again, about a second for Hokkaido).
+        in_memory = bool(streams) and pool.in_process
+        scan = functools.partial(
+            scan_band,
+            job.scene.location,
+            job.scene.plan,
+            chip_size=cfg.chip_size,
+            max_nodata_fraction=cfg.max_nodata_fraction,
+            record_dtype=cfg.record_dtype,
+            spool=None if in_memory else str(job.spool),
+        )
         try:
             results = _scan(job, tasks, scan, pool, streams)
         except BaseException:

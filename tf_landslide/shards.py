@@ -57,12 +57,16 @@ def plan(members: Mapping[str, Sequence[ChipEntry]], per_shard: int) -> list[Sha
 
 
 class SpoolReader:
-    """The chips the scan spooled, memory-mapped, one window's files opened once."""
+    """The chips the scan spooled, memory-mapped, one window's files opened once; or handed over."""
 
     def __init__(self, spool: str | os.PathLike, channels: tuple[str, ...]):
         self.spool = Path(spool)
         self.channels = channels
         self._open: dict[str, tuple[int, np.ndarray, np.ndarray]] = {}
+
+    def add(self, band: int, window: str, images: np.ndarray, labels: np.ndarray) -> None:
+        """A window's chips handed over in memory instead of spooled."""
+        self._open[window] = (band, images, labels)
 
     def record(self, slot: Slot, entry: ChipEntry) -> list:
         """The chip's record as pieces; its image and label are views of the spool (page cache)."""
