@@ -91,6 +91,20 @@ def test_log_mean_matches_numpy_with_missing_values():
     assert np.isfinite(result[~np.isnan(result)]).all()
 
 
+def test_log_mean_missing_values_first_seen_in_a_later_plane_and_none_at_all():
+    rng = np.random.default_rng(3)
+    planes = [rng.lognormal(-3, 1, (4, 5)).astype(np.float32) for _ in range(4)]
+    complete = log_mean(planes)  # no value missing: divided by the plane count
+    np.testing.assert_allclose(complete, by_hand_log_mean(planes), rtol=1e-6)
+    planes[2][1, 3], planes[3][1, 3], planes[3][0, 0] = np.nan, 0.0, -1.0  # missing only from plane 3 on
+    holed = log_mean(planes)
+    np.testing.assert_allclose(holed, by_hand_log_mean(planes), rtol=1e-6)
+    assert holed[1, 3] == pytest.approx(np.log(planes[0][1, 3] * planes[1][1, 3]) / 2, rel=1e-6)
+    untouched = np.ones((4, 5), bool)
+    untouched[1, 3] = untouched[0, 0] = False
+    np.testing.assert_array_equal(holed[untouched], complete[untouched])  # same bits either way
+
+
 def test_log_mean_pixel_missing_everywhere_is_nan():
     planes = [np.array([np.nan, 1.0]), np.array([0.0, 1.0]), np.array([-3.0, 1.0])]
     result = log_mean(planes)

@@ -262,26 +262,38 @@ def log_mean(planes: Iterable[np.ndarray], out: np.ndarray | None = None) -> np.
     ``out``: a float32 array of the planes' shape to hold the result (else a new one).
     """
     total = count = valid = scratch = None
+    seen = 0
     # The log runs on every pixel and missing ones are zeroed after: the same values as a
     # masked log (``where=``), whose loop is several times slower than the vectorised one.
+    # Counts per pixel only once a plane misses values: most windows miss none.
     with np.errstate(divide="ignore", invalid="ignore"):
         for plane in planes:
             plane = np.asarray(plane, dtype=np.float32)
             if total is None:
                 total = np.empty_like(plane) if out is None else out
-                valid, count = np.empty(plane.shape, bool), np.zeros(plane.shape, np.uint16)
+                valid = np.empty(plane.shape, bool)
                 logs = total
             else:
                 scratch = np.empty_like(plane) if scratch is None else scratch
                 logs = scratch
             np.greater(plane, 0, out=valid)  # False for NaN as well
             np.log(plane, out=logs)
-            np.copyto(logs, 0, where=~valid)
+            if not valid.all():
+                np.copyto(logs, 0, where=~valid)
+                if count is None:
+                    count = np.full(plane.shape, seen, np.uint8)
             if logs is not total:
                 total += logs
-            count += valid
+            seen += 1
+            if count is not None:
+                count += valid.view(np.uint8)  # same dtype: no cast
         if total is None:
             raise ValueError("log_mean needs at least one plane")
+        if seen > np.iinfo(np.uint8).max:
+            raise ValueError(f"log_mean takes at most 255 planes, got {seen}")
+        if count is None:
+            np.divide(total, np.float32(seen), out=total)
+            return total
         np.divide(total, count, out=total)
     # Where no plane is valid that was 0 / 0: set numpy's NaN (the sign of 0 / 0's NaN varies).
     np.copyto(total, np.nan, where=count == 0)
