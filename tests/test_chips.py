@@ -7,7 +7,7 @@ from tf_landslide.cube.open import CubeError
 
 
 def _labels(array):
-    return xr.DataArray(array, dims=("y", "x"))
+    return xr.Dataset({"landslides": (("y", "x"), array)})
 
 
 def test_grid_drops_the_remainder_and_honours_stride():
@@ -28,6 +28,18 @@ def test_positive_counts_equal_numpy_whatever_the_band_height():
         assert rows.tolist() == [0, 16, 32, 48, 64, 80] and cols.tolist() == [0, 16, 32, 48]
         np.testing.assert_array_equal(counts, expected)
         assert nan == 1
+
+
+@pytest.mark.parametrize("stride", [7, 16, 24])
+def test_positive_counts_of_overlapping_or_spaced_chips_equal_numpy(stride):
+    rng = np.random.default_rng(2)
+    labels = (rng.random((90, 75)) > 0.8).astype(np.uint8)
+    starts_r, starts_c = range(0, 90 - 16 + 1, stride), range(0, 75 - 16 + 1, stride)
+    expected = np.array([[labels[r : r + 16, c : c + 16].sum() for c in starts_c] for r in starts_r])
+    for band_rows in (16, 40, 1000):
+        rows, cols, counts, _ = chips.count_positives(_labels(labels), 16, stride, band_rows)
+        assert rows.tolist() == list(starts_r) and cols.tolist() == list(starts_c)
+        np.testing.assert_array_equal(counts, expected)
 
 
 def test_labels_other_than_0_1_are_refused():

@@ -14,6 +14,7 @@ import xarray as xr
 
 from tf_landslide.cube import schema
 from tf_landslide.cube.open import check_labels
+from tf_landslide.cube.planes import PlaneReader, planes_of
 
 SPLITS = ("train", "val", "test")
 SPLIT_METHODS = ("random", "blocked")
@@ -60,27 +61,37 @@ def grid_origins(length: int, size: int, stride: int) -> np.ndarray:
 
 
 def count_positives(
-    labels: xr.DataArray, size: int, stride: int, band_rows: int
+    source: xr.Dataset | PlaneReader, size: int, stride: int, band_rows: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """Landslide pixels per chip, reading the label raster in bands of rows.
 
     Returns (row origins, col origins, counts [rows, cols], NaN label count). Raises
     CubeError on labels other than 0/1.
     """
-    rows = grid_origins(labels.sizes["y"], size, stride)
-    cols = grid_origins(labels.sizes["x"], size, stride)
+    reader = planes_of(source)
+    height, width = reader.shape
+    rows, cols = grid_origins(height, size, stride), grid_origins(width, size, stride)
     counts = np.zeros((rows.size, cols.size), np.int64)
     nan_total = 0
     for start in range(0, rows.size, max(1, band_rows // stride)):
         chunk = rows[start : start + max(1, band_rows // stride)]
         y0, y1 = int(chunk[0]), int(chunk[-1]) + size
-        band = labels.isel(y=slice(y0, y1)).values
+        band = reader.plane(schema.LABEL_VARIABLE, {}, slice(y0, y1), slice(None))
         nan_total += check_labels(band, f" (rows {y0}..{y1})")
-        positive = np.nan_to_num(band, nan=0) > 0
-        for i, r in enumerate(chunk, start):
-            strip = positive[r - y0 : r - y0 + size]
-            counts[i] = [strip[:, c : c + size].sum() for c in cols]
+        positive = np.nan_to_num(band, nan=0) > 0 if band.dtype.kind == "f" else band > 0
+        counts[start : start + chunk.size] = _window_sums(positive, chunk - y0, cols, size)
     return rows, cols, counts, nan_total
+
+
+def _window_sums(values: np.ndarray, rows: np.ndarray, cols: np.ndarray, size: int) -> np.ndarray:
+    """Sums of ``values`` over the ``size`` x ``size`` windows at ``rows`` x ``cols``."""
+    if rows.size and cols.size and (np.diff(rows) == size).all() and (np.diff(cols) == size).all():
+        tiles = values[rows[0] : rows[-1] + size, cols[0] : cols[-1] + size]  # the grid's tiles touch
+        return tiles.reshape(rows.size, size, cols.size, size).sum(axis=(1, 3), dtype=np.int64)
+    table = np.zeros((values.shape[0] + 1, values.shape[1] + 1), np.int64)  # summed-area table
+    np.cumsum(np.cumsum(values, axis=0, dtype=np.int64), axis=1, out=table[1:, 1:])
+    r, c = rows[:, None], cols[None, :]
+    return table[r + size, c + size] - table[r, c + size] - table[r + size, c] + table[r, c]
 
 
 def assign_splits(row_index: np.ndarray, col_index: np.ndarray, positive: np.ndarray, spec: SplitSpec) -> np.ndarray:
@@ -119,9 +130,11 @@ def assign_splits(row_index: np.ndarray, col_index: np.ndarray, positive: np.nda
     return per_block[inverse]
 
 
-def build_chip_table(ds: xr.Dataset, size: int, stride: int, split: SplitSpec, band_rows: int) -> tuple[ChipTable, int]:
+def build_chip_table(
+    source: xr.Dataset | PlaneReader, size: int, stride: int, split: SplitSpec, band_rows: int
+) -> tuple[ChipTable, int]:
     """Every chip location of the grid with its positives and split; and the NaN label count."""
-    rows, cols, counts, nan_labels = count_positives(ds[schema.LABEL_VARIABLE], size, stride, band_rows)
+    rows, cols, counts, nan_labels = count_positives(source, size, stride, band_rows)
     ri, ci = np.meshgrid(np.arange(rows.size), np.arange(cols.size), indexing="ij")
     ri, ci, positives = ri.ravel(), ci.ravel(), counts.ravel()
     splits = assign_splits(ri, ci, positives > 0, split)

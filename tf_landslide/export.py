@@ -493,9 +493,8 @@ def _plan(cfg: ExportConfig) -> _Job:
 
 def _candidates(job: _Job) -> _Candidates:
     cfg = job.cfg
-    table, nan_labels = chips_lib.build_chip_table(
-        job.scene.ds, cfg.chip_size, cfg.chip_stride, cfg.split, cfg.band_rows
-    )
+    labels = planes.CubePlanes(job.scene.location, job.scene.ds)
+    table, nan_labels = chips_lib.build_chip_table(labels, cfg.chip_size, cfg.chip_stride, cfg.split, cfg.band_rows)
     if nan_labels:
         log.warning("%d label pixels are NaN: counted as no landslide", nan_labels)
     positive = np.flatnonzero(table.positives > 0)
