@@ -1,22 +1,25 @@
 """Export one channel configuration of a cube to sharded TFRecords and a manifest.
 
-The work runs in three stages, each resumable:
+The work runs in three stages:
 
 1. *plan* (this process): open and validate the cube, choose acquisitions, count landslide
    pixels per chip from the labels (read in bands), assign splits per location, pick the
-   chips worth reading (positives, and seeded negative candidates when asked);
-2. *scan* (Dask, one task per band of rows, largest first): read only the planes the channels
+   chips worth reading (positives, and seeded negative candidates when asked), and, for
+   positive chips only, cut each split's chips (row order) into shards;
+2. *scan* (Dask, one task per band of rows, in row order): read only the planes the channels
    need, over the columns the band's candidate chips span (every column for whole-scene
    statistics), build the channels, drop mostly-empty chips, compute the normalisation
-   moments the statistics use, and spool the kept chips (in the record dtype) to ``.work/``;
-3. *write* (Dask, one task per shard): assemble shards from the spool, each written to a
-   temporary name and renamed, so a shard file is complete or absent; the worker hashes it.
+   moments the statistics use, and hand over the kept chips (in the record dtype): in memory
+   when the workers are threads of this process, else spooled to ``.work/``;
+3. *write*: planned shards are written by this process while the scan goes on, each as soon
+   as the bands holding its next chips are done (``shards.ShardStream``); with negatives, the
+   shards are cut after the scan and written by one Dask task each. Each shard is written to
+   a temporary name and renamed, so a shard file is complete or absent; its writer hashes it.
 
-The manifest is written last, atomically, and only after every shard is verified; a run
-that stops early leaves no manifest, and a re-run reuses finished bands and shards (their
-bytes are a pure function of the plan, so re-running gives identical files).
+The manifest is written last, atomically, and only after every shard is finished; a run
+that stops early leaves no manifest, and a re-run reuses finished shards (and spooled bands);
+their bytes are a pure function of the plan, so re-running gives identical files.
 """
-
 from __future__ import annotations
 
 import collections
@@ -28,6 +31,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -235,8 +239,9 @@ class _DaskExecutor:
     def map_unordered(self, fn: Callable, args: Iterable[tuple]) -> Iterator:
         from distributed import as_completed
 
-        futures = [self.client.submit(fn, *arg, pure=False) for arg in args]
-        for _, result in as_completed(futures, with_results=True):
+        completed = as_completed([self.client.submit(fn, *arg, pure=False) for arg in args], with_results=True)
+        for future, result in completed:
+            future.release()  # the worker keeps a result as long as its future lives: chips, maybe
             yield result
 
 
@@ -445,7 +450,8 @@ def _prepare_output(out_dir: Path, fingerprint: str, overwrite: bool) -> dict | 
     else:
         (out_dir / MANIFEST_NAME).unlink(missing_ok=True)
     for partial in out_dir.glob("*.partial-*"):  # unfinished files of killed runs
-        if not _running(int(partial.name.rpartition("-")[2].split(".")[0])):
+        owner = re.search(r"\.partial-(\d+)", partial.name)
+        if owner and not _running(int(owner.group(1))):
             partial.unlink()
     work.mkdir(parents=True, exist_ok=True)
     _atomic_write_bytes(plan_path, json.dumps({"fingerprint": fingerprint}).encode())
