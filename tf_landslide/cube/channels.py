@@ -348,11 +348,14 @@ class ChannelPlan:
 
     def _read_tile(self, reader: PlaneReader, rows: slice, cols: slice, out: np.ndarray) -> None:
         pairs = dict(self.pairs)
+        # The log-mean runs on a contiguous buffer, copied into ``out`` after: numpy buffers
+        # (copies) strided operands in every operation, 0.55 against 0.40 ns a plane-pixel.
+        mean = np.empty(out.shape[1:], np.float32)
         for c, channel in enumerate(self.channels):
             if channel in SAR_CHANNELS:
                 pol, side = channel.split("_")
                 indices = self.acquisitions.before if side == "before" else self.acquisitions.after
-                log_mean((reader.plane(pol, {schema.TIME_DIM: t}, rows, cols) for t in indices), out=out[c])
+                out[c] = log_mean((reader.plane(pol, {schema.TIME_DIM: t}, rows, cols) for t in indices), out=mean)
             elif channel in COHERENCE_CHANNELS:
                 out[c] = reader.plane("coherence", {schema.PAIR_DIM: pairs[channel]}, rows, cols)
             else:
