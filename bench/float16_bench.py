@@ -7,7 +7,7 @@
    cast + ``abs(half - value)`` (the export's code before the rounder). Medians of ``--repeats``.
 2. ``--exhaustive``: every one of the 2**32 float32 bit patterns, in blocks: the half's bits
    equal numpy's (NaNs: both NaN with the same sign; numpy keeps payload bits we do not), and
-   the error per block equals numpy's. About a minute on 2 cores.
+   the error per block equals numpy's. About 5 minutes on one core.
 """
 
 from __future__ import annotations
