@@ -109,3 +109,20 @@ def test_abort_leaves_no_partial_file_and_the_reader_releases_done_bands(spool, 
     assert set(reader._open) == {"band-00000"}
     reader.release(1)
     assert not reader._open
+
+
+def test_a_file_to_rewrite_keeps_its_first_band_in_memory_until_it_is_checked(spool, tmp_path):
+    folder, slots = spool
+    memory = SpoolReader(tmp_path / "nowhere", CHANNELS)  # chips handed over in memory only
+    for window in ("band-00000", "band-00001"):
+        images, labels = (np.load(folder / f"{window}-{kind}.npy") for kind in ("images", "labels"))
+        memory.add(int(window[-1]), window, images, labels)
+    chips = {0: entry(0, 0), 3: entry(3, 1)}
+    shard = Shard("train-00000-of-00001", "train", tuple(chips.values()))
+    (tmp_path / shard.name).write_bytes(b"left by a crash")
+    stream = ShardStream(shard, tmp_path, "")
+    stream.advance({0}, slots, memory)
+    assert stream.waiting_for == 0  # not 1: the old file may have to be rewritten from chip 0
+    memory.release(stream.waiting_for)
+    stream.advance({0, 1}, slots, memory)
+    assert (tmp_path / shard.name).read_bytes() == expected_bytes(tmp_path, [0, 3], chips)

@@ -113,8 +113,14 @@ class ShardStream:
 
     @property
     def waiting_for(self) -> int | None:
-        """The band of the next chip to write; None when finished."""
-        return self.shard.chips[self._next].band if self.facts is None and self._next < len(self.shard.chips) else None
+        """The first band whose chips this shard may still read; None when finished.
+
+        A file of an earlier run is checked once all its chips are known; if it has to be
+        rewritten, that needs every chip again, so until then the answer is its first band.
+        """
+        if self.facts is not None or self._next == len(self.shard.chips):
+            return None
+        return self.shard.chips[0 if self._reuse else self._next].band
 
     def advance(self, done_bands: Collection[int], slots: Mapping[int, Slot], spool: SpoolReader) -> None:
         """Write the chips whose bands are done; finish the file once every chip is placed.
