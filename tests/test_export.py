@@ -168,6 +168,20 @@ def test_interrupted_export_resumes_to_identical_shards(tiny_cube, tmp_path, mon
     assert not list(out_dir.glob("*.partial-*")), "the killed run's unfinished files are cleared"
 
 
+def test_shards_of_an_earlier_layout_are_never_reused(exported, tmp_path):
+    """An unfinished export of a version that cut shards another way: a file with the right name
+    and record count may hold other chips, so every shard is written again."""
+    cfg, manifest, out_dir = exported
+    old = tmp_path / cfg.config
+    (old / export.WORK_DIR).mkdir(parents=True)
+    (old / export.WORK_DIR / "plan.json").write_text(json.dumps({"fingerprint": manifest["fingerprint"]}))
+    first = manifest["splits"]["train"]["shards"][0]
+    records.write_tfrecord(old / first["file"], [b"other chips"] * first["records"])
+    again = export.export(dataclasses.replace(cfg, records_dir=str(tmp_path)))
+    assert _shard_bytes(old) == _shard_bytes(out_dir)
+    assert again["records"]["shard_layout"] == export.SHARD_LAYOUT
+
+
 @pytest.mark.parametrize("processes", [False, True], ids=["threads", "processes"])
 def test_dask_local_cluster_gives_the_same_bytes(exported, tiny_cube, tmp_path, processes):
     cfg, manifest, out_dir = exported

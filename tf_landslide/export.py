@@ -56,6 +56,9 @@ log = logging.getLogger("tf_landslide.export")
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_SCHEMA_VERSION = 1
+# How chips are cut into shards; files cut another way are never reused. 2: planned from the
+# candidate chips before the scan (1, unrecorded: from the kept chips after it).
+SHARD_LAYOUT = 2
 WORK_DIR = ".work"
 STATS_SOURCES = ("train", "scene")
 TRAIN = chips_lib.SPLITS.index("train")
@@ -441,11 +444,18 @@ def _prepare_output(out_dir: Path, fingerprint: str, overwrite: bool) -> dict | 
                 f"{out_dir} holds an unfinished export made with other settings; "
                 "pass --overwrite to discard it or choose another --records_dir"
             )
-    if overwrite and out_dir.exists():
+    if plan_path.exists():
+        layout = json.loads(plan_path.read_text()).get("shard_layout")
+    else:
+        layout = manifest["records"].get("shard_layout") if manifest is not None else None
+    shards = list(out_dir.glob("*-of-?????"))
+    if shards and layout != SHARD_LAYOUT and not overwrite:
+        log.warning("%s holds shards of an earlier version, cut another way: writing them again", out_dir)
+    if (overwrite or layout != SHARD_LAYOUT) and out_dir.exists():
         # The manifest goes first: from here on no manifest can vouch for these shards.
         (out_dir / MANIFEST_NAME).unlink(missing_ok=True)
         shutil.rmtree(work, ignore_errors=True)
-        for shard in out_dir.glob("*-of-*"):
+        for shard in shards:
             shard.unlink()
     else:
         (out_dir / MANIFEST_NAME).unlink(missing_ok=True)
@@ -454,7 +464,7 @@ def _prepare_output(out_dir: Path, fingerprint: str, overwrite: bool) -> dict | 
         if owner and not _running(int(owner.group(1))):
             partial.unlink()
     work.mkdir(parents=True, exist_ok=True)
-    _atomic_write_bytes(plan_path, json.dumps({"fingerprint": fingerprint}).encode())
+    _atomic_write_bytes(plan_path, json.dumps({"fingerprint": fingerprint, "shard_layout": SHARD_LAYOUT}).encode())
     return None
 
 
@@ -746,6 +756,7 @@ def _assemble(job: _Job, candidates: _Candidates, results: dict, pool, streams: 
             "values": "raw channel values (log backscatter, DEM units); standardise with 'normalisation'",
             "dtype": cfg.record_dtype,
             "layout": "HWC",
+            "shard_layout": SHARD_LAYOUT,
             "compression": cfg.compression,
             "features": {
                 "image": f"{cfg.record_dtype} bytes",
