@@ -14,7 +14,7 @@ import xarray as xr
 
 from tf_landslide.cube import schema
 from tf_landslide.cube.open import check_labels
-from tf_landslide.cube.planes import PlaneReader, planes_of
+from tf_landslide.cube.planes import PlaneReader, landslide_mask, planes_of
 
 SPLITS = ("train", "val", "test")
 SPLIT_METHODS = ("random", "blocked")
@@ -78,8 +78,7 @@ def count_positives(
         y0, y1 = int(chunk[0]), int(chunk[-1]) + size
         band = reader.plane(schema.LABEL_VARIABLE, {}, slice(y0, y1), slice(None))
         nan_total += check_labels(band, f" (rows {y0}..{y1})")
-        positive = np.nan_to_num(band, nan=0) > 0 if band.dtype.kind == "f" else band > 0
-        counts[start : start + chunk.size] = _window_sums(positive, chunk - y0, cols, size)
+        counts[start : start + chunk.size] = _window_sums(landslide_mask(band), chunk - y0, cols, size)
     return rows, cols, counts, nan_total
 
 

@@ -219,7 +219,11 @@ def planes_of(source: xr.Dataset | PlaneReader) -> PlaneReader:
     return DatasetPlanes(source) if isinstance(source, xr.Dataset) else source
 
 
-def label_plane(reader: PlaneReader, rows: slice, cols: slice) -> np.ndarray:
-    """The label raster over the window as booleans (landslide where > 0; NaN is none)."""
-    labels = reader.plane(schema.LABEL_VARIABLE, {}, rows, cols)
+def landslide_mask(labels: np.ndarray) -> np.ndarray:
+    """Label values as booleans: landslide where > 0; NaN is none."""
     return np.nan_to_num(labels, nan=0) > 0 if labels.dtype.kind == "f" else labels > 0
+
+
+def label_plane(reader: PlaneReader, rows: slice, cols: slice) -> np.ndarray:
+    """The label raster over the window as booleans (``landslide_mask``)."""
+    return landslide_mask(reader.plane(schema.LABEL_VARIABLE, {}, rows, cols))

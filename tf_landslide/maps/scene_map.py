@@ -139,7 +139,7 @@ def _write_map(cfg: MapConfig, tiling: Tiling, manifest: dict, scene: Scene, pre
         if labelled:
             values = reader.plane(schema.LABEL_VARIABLE, {}, slice(row, row + probability.shape[0]), slice(None))
             check_labels(values, f" (rows {row}-{row + probability.shape[0]})")
-            labels = np.nan_to_num(values, nan=0) > 0
+            labels = planes.landslide_mask(values)
             scores.write(row, probability, labels)
         for sink in sinks:
             sink.write(row, probability, inputs)
