@@ -437,15 +437,14 @@ def _prepare_output(out_dir: Path, fingerprint: str, overwrite: bool) -> dict | 
         log.warning(
             "the finished export in %s is damaged (%s): rebuilding the bad shards", out_dir, "; ".join(problems)
         )
-    if plan_path.exists() and not overwrite:
-        previous = json.loads(plan_path.read_text()).get("fingerprint")
-        if previous != fingerprint:
-            raise ExportError(
-                f"{out_dir} holds an unfinished export made with other settings; "
-                "pass --overwrite to discard it or choose another --records_dir"
-            )
-    if plan_path.exists():
-        layout = json.loads(plan_path.read_text()).get("shard_layout")
+    plan = json.loads(plan_path.read_text()) if plan_path.exists() else None
+    if plan is not None and not overwrite and plan.get("fingerprint") != fingerprint:
+        raise ExportError(
+            f"{out_dir} holds an unfinished export made with other settings; "
+            "pass --overwrite to discard it or choose another --records_dir"
+        )
+    if plan is not None:
+        layout = plan.get("shard_layout")
     else:
         layout = manifest["records"].get("shard_layout") if manifest is not None else None
     shards = list(out_dir.glob("*-of-?????"))
