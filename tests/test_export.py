@@ -1,10 +1,14 @@
 """The export stage: records equal the chips, manifests tell the truth, runs resume."""
 
 import dataclasses
+import functools
+import gc
 import json
+import pickle
 import subprocess
 import sys
 import textwrap
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -293,3 +297,49 @@ def test_chip_moments_are_those_of_the_stack_of_every_kept_chip():
         assert export._chip_moments(kept, chips, frozenset(wanted)) == expected
     alone = ChannelMoments.of_each(np.moveaxis(chips[1][None], 1, -1))[0]
     assert export._chip_moments([11], chips[1:2], frozenset({11})) == {"11": alone.to_json()}
+
+
+def test_band_buffers_reuse_a_threads_memory_and_never_share_it_between_threads():
+    buffers = export.BandBuffers()
+    first = buffers.get((2, 4, 8))
+    assert first.shape == (2, 4, 8) and first.dtype == np.float32 and first.flags.c_contiguous
+    assert np.shares_memory(buffers.get((3, 4, 4)), first)  # smaller: the same memory
+    grown = buffers.get((2, 8, 8))
+    assert not np.shares_memory(grown, first) and np.shares_memory(buffers.get((2, 4, 8)), grown)
+    with ThreadPoolExecutor(1) as pool:
+        other = pool.submit(buffers.get, (2, 4, 8)).result()
+    assert not np.shares_memory(other, grown)
+    assert pickle.loads(pickle.dumps(buffers)) is buffers  # Dask pickles tasks for threads of this process too
+    # Where the set is not alive (another process; here, after it is gone) a new, empty one.
+    elsewhere = pickle.dumps(buffers)
+    del buffers
+    gc.collect()
+    fresh = pickle.loads(elsewhere)
+    assert not hasattr(fresh._local, "buffer")
+    assert not np.shares_memory(fresh.get((2, 4, 8)), grown)
+
+
+def test_bands_scanned_through_one_buffer_return_what_fresh_arrays_give(exported, tiny_cube):
+    """Nothing a scan returns may be a view of the band: the next band overwrites it."""
+    cfg = exported[0]
+    job = export._plan(cfg)
+    candidates = export._candidates(job)
+    height, width = job.scene.ds.sizes["y"], job.scene.ds.sizes["x"]
+    tasks = export._band_tasks(candidates.table, candidates.indices, cfg, height, width)
+    assert len(tasks) >= 2
+    scan = functools.partial(
+        export.scan_band,
+        job.scene.location,
+        job.scene.plan,
+        chip_size=cfg.chip_size,
+        max_nodata_fraction=cfg.max_nodata_fraction,
+        record_dtype=cfg.record_dtype,
+        spool=None,
+    )
+    buffers = export.BandBuffers()
+    reused = [scan(task, buffers=buffers) for task in tasks]
+    for task, got in zip(tasks, reused, strict=True):
+        fresh = scan(task)
+        assert got["kept"] == fresh["kept"] and got["moments"] == fresh["moments"]
+        for key in ("images", "labels"):
+            np.testing.assert_array_equal(got[key], fresh[key], err_msg=f"{task.name} {key}")

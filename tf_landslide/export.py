@@ -33,7 +33,10 @@ import math
 import os
 import re
 import shutil
+import threading
 import time
+import uuid
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
@@ -106,6 +109,38 @@ class BandTask:
         return (self.y1 - self.y0) * (self.x1 - self.x0)
 
 
+class BandBuffers:
+    """One float32 band buffer per worker thread, reused from band to band.
+
+    A band of the Hokkaido-size cube is 88 MB: allocated afresh, the kernel zeroes its pages
+    on first touch, and with several threads glibc returns them after every band. Dask pickles
+    a task's function for every task, even for workers in this process: a set unpickles as
+    itself while it lives in this process, and as a new, empty set elsewhere.
+    """
+
+    _live: weakref.WeakValueDictionary[str, BandBuffers] = weakref.WeakValueDictionary()
+
+    def __init__(self, token: str | None = None):
+        self.token = token or uuid.uuid4().hex
+        self._local = threading.local()
+        BandBuffers._live[self.token] = self
+
+    def __reduce__(self):
+        return BandBuffers._unpickle, (self.token,)
+
+    @staticmethod
+    def _unpickle(token: str) -> BandBuffers:
+        return BandBuffers._live.get(token) or BandBuffers(token)
+
+    def get(self, shape: tuple[int, ...]) -> np.ndarray:
+        """A float32 array of ``shape``, C-contiguous, for this thread's next band (contents undefined)."""
+        size = math.prod(shape)
+        buffer = getattr(self._local, "buffer", None)
+        if buffer is None or buffer.size < size:
+            buffer = self._local.buffer = np.empty(size, np.float32)
+        return buffer[:size].reshape(shape)
+
+
 @functools.lru_cache(maxsize=4)
 def _open_cached(location: str) -> planes.CubePlanes:
     """Workers scan many bands of one cube: open it once per process."""
@@ -132,18 +167,21 @@ def scan_band(
     max_nodata_fraction: float,
     record_dtype: str,
     spool: str | None,
+    buffers: BandBuffers | None = None,
 ) -> dict:
     """Read one window, keep chips that are not mostly no-data, spool them; return their metadata.
 
     Idempotent: a window whose metadata file exists was finished by an earlier run.
     ``spool=None``: nothing is written; the chips come back in the result (``images``, ``labels``).
+    ``buffers``: where the band is read into (else a new array); nothing returned refers to it.
     """
     meta_path = Path(spool) / f"{task.name}.json" if spool else None
     if meta_path and meta_path.exists():
         return json.loads(meta_path.read_text())
     reader = _open_cached(location)
     window = slice(task.y0, task.y1), slice(task.x0, task.x1)
-    band = plan.read_band(reader, *window)  # [C, rows, cols]
+    shape = (len(plan.channels), task.y1 - task.y0, task.x1 - task.x0)
+    band = plan.read_band(reader, *window, out=buffers.get(shape) if buffers else None)  # [C, rows, cols]
     labels = planes.label_plane(reader, *window)
     kept, skipped, chips, masks = [], [], [], []
     for index, row, col in task.chips:
@@ -605,6 +643,7 @@ def export(cfg: ExportConfig) -> dict:
             max_nodata_fraction=cfg.max_nodata_fraction,
             record_dtype=cfg.record_dtype,
             spool=None if in_memory else str(job.spool),
+            buffers=BandBuffers(),
         )
         try:
             results = _scan(job, tasks, scan, pool, streams)

@@ -469,6 +469,18 @@ def test_read_band_reads_an_xarray_window_whole_and_empty_windows_empty(cube):
     assert plan.read_band(cube, slice(10, 5)).shape == (1, 0, cube.sizes["x"])
 
 
+def test_read_band_refuses_an_out_array_it_cannot_fill_in_place(cube):
+    plan = ChannelPlan(("dem", "dem_slope_radians"), Acquisitions("descending", (), ()))
+    rows, cols = slice(0, 16), slice(8, 40)
+    for bad in (
+        np.empty((2, 16, 33), np.float32),  # shape
+        np.empty((2, 16, 32), np.float64),  # dtype
+        np.empty((2, 16, 64), np.float32)[:, :, ::2],  # not contiguous: a copy would be filled
+    ):
+        with pytest.raises(ValueError, match="C-contiguous float32"):
+            plan.read_band(cube, rows, cols, out=bad)
+
+
 def test_plan_variables_and_pickling():
     plan = ChannelPlan(
         ("vv_before", "vv_after", "dem", "coherence_coevent"),

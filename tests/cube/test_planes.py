@@ -279,4 +279,8 @@ def test_channel_plan_reads_the_same_band_from_cube_planes_as_from_the_dataset(t
     for label, (rows, cols) in WINDOWS.items():
         expected = plan.read_band(cube, rows, cols)
         assert_same_plane(plan.read_band(reader, rows, cols), expected, label)
+        # A reused buffer, holding the last band's values, is overwritten everywhere (tile by tile).
+        stale = np.full(expected.shape, 7.0, np.float32)
+        assert plan.read_band(reader, rows, cols, out=stale) is stale
+        assert_same_plane(stale, expected, f"{label}, into a given array")
     assert np.isfinite(plan.read_band(reader, slice(None), slice(None))).mean() > 0.5

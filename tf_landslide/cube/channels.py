@@ -321,10 +321,17 @@ class ChannelPlan:
                 names.append(name)
         return names
 
-    def read_band(self, source: xr.Dataset | PlaneReader, rows: slice, cols: slice = slice(None)) -> np.ndarray:
+    def read_band(
+        self,
+        source: xr.Dataset | PlaneReader,
+        rows: slice,
+        cols: slice = slice(None),
+        out: np.ndarray | None = None,
+    ) -> np.ndarray:
         """Channels for the window ``rows`` x ``cols`` of the scene: float32 [C, rows, cols].
 
         ``source``: the cube's dataset (read through xarray) or a ``planes.PlaneReader`` of it.
+        ``out``: a C-contiguous float32 array of that shape to fill (else a new one).
         """
         if rows.step not in (None, 1) or cols.step not in (None, 1):
             raise ValueError(f"read_band reads contiguous windows: rows {rows} and cols {cols} need a step of 1")
@@ -332,7 +339,11 @@ class ChannelPlan:
         height, width = reader.shape
         y0, y1, _ = rows.indices(height)
         x0, x1, _ = cols.indices(width)
-        out = np.empty((len(self.channels), len(range(y0, y1)), len(range(x0, x1))), np.float32)
+        shape = (len(self.channels), len(range(y0, y1)), len(range(x0, x1)))
+        if out is None:
+            out = np.empty(shape, np.float32)
+        elif out.shape != shape or out.dtype != np.float32 or not out.flags.c_contiguous:
+            raise ValueError(f"read_band needs out as C-contiguous float32 {shape}, got {out.dtype} {out.shape}")
         if not out.size:
             return out
         edges = [x0, x1]
