@@ -4,6 +4,8 @@ import dataclasses
 import functools
 import gc
 import json
+import logging
+import os
 import pickle
 import subprocess
 import sys
@@ -195,7 +197,7 @@ def test_dask_local_cluster_gives_the_same_bytes(exported, tiny_cube, tmp_path, 
 
 
 @pytest.mark.parametrize("processes", [False, True], ids=["threads", "processes"])
-def test_local_cluster_workers_run_without_the_dashboard_profiler(tiny_cube, tmp_path, processes):
+def test_local_cluster_workers_run_without_the_dashboard_profiler(tiny_cube, tmp_path, processes, monkeypatch):
     import dask
 
     def monitors() -> tuple:
@@ -204,10 +206,52 @@ def test_local_cluster_workers_run_without_the_dashboard_profiler(tiny_cube, tmp
         )
 
     cfg = dataclasses.replace(tiny_export_config(tiny_cube, tmp_path), workers=2, worker_processes=processes)
+    names = [*export.WORKER_MALLOC_ENV, "OMP_NUM_THREADS", "PYTHONHASHSEED"]
+    for name in names:  # as a fresh process has them (an earlier cluster of this session may have left them)
+        monkeypatch.delenv(name, raising=False)
+    before = {name: os.environ.get(name) for name in names}
     with export.executor(cfg) as pool:
         seen = set(pool.client.run(monitors).values())
+        environments = pool.client.run(export._malloc_environment)
     assert seen == {(False, False)}
     assert dask.config.get("distributed.worker.profile.enabled")  # this process's config is left as it was
+    # Worker processes get glibc settings that keep plane-sized buffers (not Dask's MALLOC_TRIM_THRESHOLD_ alone).
+    assert export.malloc_advice(environments) is None
+    if processes:
+        assert all(env == export.WORKER_MALLOC_ENV for env in environments.values())
+    assert all(os.environ.get(name) == value for name, value in before.items())  # as it was
+
+
+def test_malloc_advice_names_the_slow_workers_and_the_fix():
+    assert export.malloc_advice({}) is None
+    assert export.malloc_advice({"tcp://a:1": {}}) is None  # glibc's own dynamic thresholds
+    assert export.malloc_advice({"tcp://a:1": {"MALLOC_MMAP_THRESHOLD_": str(32 << 20)}}) is None
+    nanny = {"MALLOC_TRIM_THRESHOLD_": "65536"}  # what Dask's nanny sets by default
+    advice = export.malloc_advice({"tcp://a:1": {}, "tcp://b:2": nanny})
+    assert "1 of 2 Dask workers (e.g. tcp://b:2) run with MALLOC_TRIM_THRESHOLD_=65536" in advice
+    assert f"MALLOC_MMAP_THRESHOLD_={32 << 20}" in advice and "distributed.nanny.pre-spawn-environ" in advice
+    assert export.malloc_advice({"tcp://a:1": {**nanny, "MALLOC_MMAP_THRESHOLD_": "131072"}}) is not None
+
+
+def test_export_on_a_running_scheduler_gives_the_same_bytes_and_says_how_to_start_faster_workers(
+    exported, tmp_path, caplog, monkeypatch
+):
+    from distributed import LocalCluster
+
+    cfg, manifest, out_dir = exported
+    # Workers under a nanny with Dask's default environment, as `dask worker` starts them (the
+    # nanny writes it into this process's environment too: monkeypatch puts it back after).
+    for name in export.WORKER_MALLOC_ENV:
+        monkeypatch.delenv(name, raising=False)
+    with LocalCluster(n_workers=1, threads_per_worker=2, dashboard_address=None) as cluster:
+        with caplog.at_level(logging.WARNING, logger="tf_landslide.export"):
+            remote = export.export(
+                dataclasses.replace(cfg, records_dir=str(tmp_path), dask_scheduler=cluster.scheduler_address)
+            )
+    assert remote["splits"] == manifest["splits"]
+    assert _shard_bytes(tmp_path / cfg.config) == _shard_bytes(out_dir)
+    assert "run with MALLOC_TRIM_THRESHOLD_=65536" in caplog.text
+    assert not (tmp_path / cfg.config / export.WORK_DIR).exists()  # the spool is removed
 
 
 def test_negatives_gzip_and_scene_statistics(tiny_cube, tmp_path):
