@@ -231,6 +231,7 @@ def test_malloc_advice_names_the_slow_workers_and_the_fix():
     assert "1 of 2 Dask workers (e.g. tcp://b:2) run with MALLOC_TRIM_THRESHOLD_=65536" in advice
     assert f"MALLOC_MMAP_THRESHOLD_={32 << 20}" in advice and "distributed.nanny.pre-spawn-environ" in advice
     assert export.malloc_advice({"tcp://a:1": {**nanny, "MALLOC_MMAP_THRESHOLD_": "131072"}}) is not None
+    assert "MALLOC_MMAP_THRESHOLD_=32M" in export.malloc_advice({"tcp://a:1": {"MALLOC_MMAP_THRESHOLD_": "32M"}})
 
 
 def test_export_on_a_running_scheduler_gives_the_same_bytes_and_says_how_to_start_faster_workers(

@@ -305,11 +305,14 @@ def malloc_advice(environments: dict[str, dict[str, str]]) -> str | None:
     Workers whose glibc no longer raises its mmap threshold (a MALLOC_* variable is set) while
     that threshold is below 1 MB map and zero every plane-sized buffer of a scan afresh.
     """
-    slow = sorted(
-        address
-        for address, env in environments.items()
-        if env and int(env.get("MALLOC_MMAP_THRESHOLD_", 128 << 10)) < (1 << 20)
-    )
+
+    def mmap_threshold(env: dict[str, str]) -> int:
+        try:
+            return int(env.get("MALLOC_MMAP_THRESHOLD_", 128 << 10))
+        except ValueError:  # glibc reads it with atoi: 0
+            return 0
+
+    slow = sorted(address for address, env in environments.items() if env and mmap_threshold(env) < (1 << 20))
     if not slow:
         return None
     shown = ", ".join(f"{name}={value}" for name, value in sorted(environments[slow[0]].items()))
@@ -356,7 +359,8 @@ def executor(cfg: ExportConfig):
                 cfg.dask_scheduler,
                 len(client.scheduler_info()["workers"]),
             )
-            if advice := malloc_advice(client.run(_malloc_environment)):
+            # Advice only: a worker that does not answer is left out, never fails the export.
+            if advice := malloc_advice(client.run(_malloc_environment, on_error="ignore")):
                 log.warning("%s", advice)
             yield _DaskExecutor(client)
         return
