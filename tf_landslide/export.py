@@ -20,6 +20,7 @@ The manifest is written last, atomically, and only after every shard is finished
 that stops early leaves no manifest, and a re-run reuses finished shards (and spooled bands);
 their bytes are a pure function of the plan, so re-running gives identical files.
 """
+
 from __future__ import annotations
 
 import collections
@@ -636,8 +637,11 @@ def _shard_plan(job: _Job, table: chips_lib.ChipTable, indices: Iterable[int]) -
     return shards_lib.plan(_chip_entries(job, table, indices), per_shard)
 
 
-def _scan(job: _Job, tasks: list[BandTask], scan: Callable, pool, streams: list[ShardStream]) -> dict:
-    """Scan every window, writing the streams' chips as their bands are done; the results by window."""
+def _scan(
+    job: _Job, tasks: list[BandTask], scan: Callable, pool, streams: list[ShardStream]
+) -> tuple[dict, dict[int, shards_lib.Slot]]:
+    """Scan every window, writing the streams' chips as their bands are done; the results by
+    window, and where each kept chip sits (chip index -> band, window, position in the window)."""
     bar = _progress(int(sum(len(t.chips) for t in tasks)), "chip", f"scan {job.scene.config.name}", job.cfg.progress)
     chips_in = {t.name: len(t.chips) for t in tasks}
     windows_left = collections.Counter(t.band for t in tasks)
@@ -658,7 +662,7 @@ def _scan(job: _Job, tasks: list[BandTask], scan: Callable, pool, streams: list[
         spool.release(min(waiting) if waiting else None)
         bar.update(chips_in[result["window"]])
     bar.close()
-    return results
+    return results, slots
 
 
 def export(cfg: ExportConfig) -> dict:
@@ -706,12 +710,12 @@ def export(cfg: ExportConfig) -> dict:
             buffers=BandBuffers(),
         )
         try:
-            results = _scan(job, tasks, scan, pool, streams)
+            results, slots = _scan(job, tasks, scan, pool, streams)
         except BaseException:
             for stream in streams:
                 stream.abort()
             raise
-        manifest = _assemble(job, candidates, results, pool, streams)
+        manifest = _assemble(job, candidates, results, slots, pool, streams)
     manifest["export_seconds"] = round(time.perf_counter() - started, 2)
     text = json.dumps(manifest, indent=1)
     _atomic_write_bytes(job.out_dir / MANIFEST_NAME, text.encode())
@@ -720,19 +724,26 @@ def export(cfg: ExportConfig) -> dict:
     return json.loads(text)  # exactly what a later run reads back
 
 
-def _assemble(job: _Job, candidates: _Candidates, results: dict, pool, streams: list[ShardStream]) -> dict:
-    """Choose the final chips, compute statistics, write the shards and build the manifest."""
+def _assemble(
+    job: _Job,
+    candidates: _Candidates,
+    results: dict,
+    slot: dict[int, shards_lib.Slot],
+    pool,
+    streams: list[ShardStream],
+) -> dict:
+    """Choose the final chips, compute statistics, write the shards and build the manifest.
+
+    ``slot``: where each kept chip sits in the scan's output, as ``_scan`` gives it.
+    """
     cfg, config, ds, out_dir, spool = job.cfg, job.scene.config, job.scene.ds, job.out_dir, job.spool
     table, negatives, wanted_negatives = candidates.table, candidates.negatives, candidates.wanted_negatives
-    slot = {}  # chip index -> (band, window, position in the window's spool)
     moments = {}
     skipped = {}
     quantisation = np.zeros(len(config.channels))
     scene = ChannelMoments.empty(len(config.channels))
     # Band order: merging scene moments in another order would change their last bits.
     for result in sorted(results.values(), key=lambda r: (r["band"], r["window"])):
-        for position, index in enumerate(result["kept"]):
-            slot[index] = (result["band"], result["window"], position)
         moments.update({int(k): ChannelMoments.from_json(v) for k, v in result["moments"].items()})
         skipped.update({int(i): f for i, f in result["skipped"]})
         quantisation = np.maximum(quantisation, result["quantisation"])
