@@ -1,13 +1,14 @@
-"""``tf_landslide.float16.HalfRounder`` against numpy's float32 -> float16 cast.
+"""``tf_landslide.float16.round_half`` (compiled) against numpy's float32 -> float16 cast.
 
     .venv/bin/python bench/float16_bench.py [--exhaustive] [--repeats N]
 
 1. Speed: one chip [8, 128, 128] of log backscatter-like values, rounded and its largest error
-   per channel taken, written channels last, as the export does; the rounder against numpy's
-   cast + ``abs(half - value)`` (the export's code before the rounder). Medians of ``--repeats``.
+   per channel taken, written channels last; ``round_half`` against numpy's cast +
+   ``abs(half - value)``. Medians of ``--repeats``. (The export rounds inside its compiled chip
+   stage, ``kernels.scan_chips``, with the same ``half_of``.)
 2. ``--exhaustive``: every one of the 2**32 float32 bit patterns, in blocks: the half's bits
    equal numpy's (NaNs: both NaN with the same sign; numpy keeps payload bits we do not), and
-   the error per block equals numpy's. About 5 minutes on one core.
+   the error per block equals numpy's. About 3 minutes on one core, mostly numpy's cast.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import time
 
 import numpy as np
 
-from tf_landslide.float16 import HalfRounder
+from tf_landslide.float16 import round_half
 
 CHIP = (8, 128, 128)
 
@@ -47,11 +48,11 @@ def speed(repeats: int) -> None:
     chip[0, :4] = np.nan
     stored = np.empty(CHIP[1:] + CHIP[:1], np.float16)
     channels_first = np.moveaxis(stored, -1, 0)
-    rounder = HalfRounder(CHIP)
-    ours = timed(lambda: rounder.round(chip, channels_first), repeats)
+    round_half(chip, channels_first)  # compiled (or loaded from the cache) before timing
+    ours = timed(lambda: round_half(chip, channels_first), repeats)
     theirs = timed(lambda: numpy_round(chip, channels_first), repeats)
     print(f"chip {CHIP}, channels last, with the error per channel (median of {repeats}):")
-    print(f"  HalfRounder {ours / chip.size * 1e9:.2f} ns/value; numpy {theirs / chip.size * 1e9:.2f} ns/value; "
+    print(f"  round_half {ours / chip.size * 1e9:.2f} ns/value; numpy {theirs / chip.size * 1e9:.2f} ns/value; "
           f"ratio {theirs / ours:.2f}x")
 
 
@@ -59,7 +60,6 @@ def exhaustive(block_bits: int = 24) -> int:
     """Every float32 input; returns the number of mismatches (0 expected)."""
     rows = 4
     size = 1 << block_bits
-    rounder = HalfRounder((rows, size // rows))
     mismatches = 0
     started = time.perf_counter()
     ours = np.empty((rows, size // rows), np.float16)
@@ -67,7 +67,7 @@ def exhaustive(block_bits: int = 24) -> int:
     for block in range(1 << (32 - block_bits)):
         bits = np.arange(block * size, (block + 1) * size, dtype=np.uint64).astype(np.uint32).reshape(rows, -1)
         values = bits.view(np.float32)
-        error = rounder.round(values, ours)
+        error = round_half(values, ours)
         expected = numpy_round(values, theirs)
         a, b = ours.view(np.uint16), theirs.view(np.uint16)
         nan_in = np.isnan(values)

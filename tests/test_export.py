@@ -315,33 +315,56 @@ def test_cli_exports_with_a_flagfile_and_reports_bad_flags(tiny_cube, tmp_path):
     assert many.returncode == 2 and "*_t3 configuration" in many.stderr  # names the configuration the cube can feed
 
 
-@pytest.mark.parametrize("dtype", records.RECORD_DTYPES)
-def test_records_layout_is_the_channels_last_cast_and_its_largest_error(dtype):
+def chip_stage_task(moments_for=frozenset()):
+    """A window at rows 100.., cols 200.. of a band [3, 40, 70] and four candidate chips of 16 px,
+    one of them (index 7) mostly NaN, with large values elsewhere that would overflow a half."""
     rng = np.random.default_rng(0)
     band = rng.normal(0, 300, (3, 40, 70)).astype(np.float32)
     band[1, :6, :6] = np.nan
-    band[2, 20:, 50:] = np.nan  # a channel missing over a whole chip
-    chips = [band[:, row : row + 16, col : col + 16] for row, col in ((0, 0), (8, 30), (24, 54))]
-    stored, error = export._records_layout(chips, dtype)
-    channels_last = np.stack([np.moveaxis(chip, 0, -1) for chip in chips])
+    band[2, 30:, 60:] = np.nan  # 100 of the third chip's 256 pixels
+    band[0, 10, 12] = np.inf
+    band[:, 24:40, 0:16] = 70000.0
+    band[1, 24:36, 0:16] = np.nan  # 12 of 16 rows: 75% no-data
+    corners = ((0, 0), (8, 30), (24, 54), (24, 0))
+    chips = tuple((index, 100 + row, 200 + col) for index, (row, col) in zip((3, 4, 5, 7), corners, strict=True))
+    task = export.BandTask(band=0, y0=100, y1=140, x0=200, x1=270, chips=chips, moments_for=frozenset(moments_for))
+    return band, task, corners
+
+
+@pytest.mark.parametrize("dtype", records.RECORD_DTYPES)
+def test_chip_stage_drops_mostly_empty_chips_and_writes_the_others_channels_last_with_their_error(dtype):
+    band, task, corners = chip_stage_task()
+    stage = export._chip_stage(band, task, 16, 0.5, dtype)
+    chips = [band[:, row : row + 16, col : col + 16] for row, col in corners]
+    nodata = [float(np.isnan(chip).any(0).mean()) for chip in chips]
+    assert nodata == [36 / 256, 0.0, 100 / 256, 0.75]
+    assert stage.kept == [3, 4, 5] and stage.skipped == [[7, 0.75]] and stage.corners == list(corners[:3])
+    channels_last = np.stack([np.moveaxis(chip, 0, -1) for chip in chips[:3]])
     expected = channels_last.astype(dtype)
-    assert stored.flags.c_contiguous and stored.dtype == dtype
-    np.testing.assert_array_equal(stored.view(f"u{stored.itemsize}"), expected.view(f"u{stored.itemsize}"))
+    assert stage.images.flags.c_contiguous and stage.images.dtype == dtype
+    bits = f"u{expected.itemsize}"
+    np.testing.assert_array_equal(stage.images.view(bits), expected.view(bits))
     with np.errstate(invalid="ignore"):
         difference = np.abs(expected.astype(np.float32) - channels_last).reshape(-1, 3)
-    np.testing.assert_array_equal(error, np.nanmax(difference, axis=0, initial=0.0))
+    # The dropped chip's 70000 would overflow float16 to an infinite error: it must not count.
+    np.testing.assert_array_equal(stage.error, np.nanmax(difference, axis=0, initial=0.0))
+    assert stage.error.dtype == np.float32 and np.isfinite(stage.error).all()
+    assert stage.moments == {}
 
 
-def test_chip_moments_are_those_of_the_stack_of_every_kept_chip():
-    rng = np.random.default_rng(1)
-    chips = [rng.normal(500, 300, (2, 128, 128)).astype(np.float32) for _ in range(2 * export.MOMENT_STACK + 3)]
-    kept = list(range(10, 10 + len(chips)))
-    every = ChannelMoments.of_each(np.moveaxis(np.stack(chips), 1, -1))
-    for wanted in ({11}, {10, 12}, set(kept), set(kept[1:]), set()):
-        expected = {str(index): m.to_json() for index, m in zip(kept, every, strict=True) if index in wanted}
-        assert export._chip_moments(kept, chips, frozenset(wanted)) == expected
-    alone = ChannelMoments.of_each(np.moveaxis(chips[1][None], 1, -1))[0]
-    assert export._chip_moments([11], chips[1:2], frozenset({11})) == {"11": alone.to_json()}
+def test_chip_stage_moments_are_those_of_each_wanted_kept_chip_over_finite_values():
+    band, task, corners = chip_stage_task(moments_for={3, 5, 7, 99})  # 7 is dropped, 99 not a candidate
+    band[0] += 2500.0  # elevations: the naive sum of squares would cancel
+    stage = export._chip_stage(band, task, 16, 0.5, "float16")
+    assert sorted(stage.moments) == ["3", "5"]
+    for index, (row, col) in ((3, corners[0]), (5, corners[2])):
+        expected = ChannelMoments.of(band[:, row : row + 16, col : col + 16], channel_axis=0)
+        got = ChannelMoments.from_json(stage.moments[str(index)])
+        np.testing.assert_array_equal(got.count, expected.count)
+        np.testing.assert_allclose(got.mean, expected.mean, rtol=1e-13)
+        np.testing.assert_allclose(got.m2, expected.m2, rtol=1e-11)
+    assert ChannelMoments.from_json(stage.moments["3"]).count.tolist() == [255, 256 - 36, 256]  # inf, NaN left out
+    assert ChannelMoments.from_json(stage.moments["5"]).count.tolist() == [256, 256, 256 - 100]
 
 
 def test_band_buffers_reuse_a_threads_memory_and_never_share_it_between_threads():

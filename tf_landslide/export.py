@@ -45,14 +45,13 @@ import numpy as np
 
 import tf_landslide
 from tf_landslide import chips as chips_lib
-from tf_landslide import records, storage
+from tf_landslide import kernels, records, storage
 from tf_landslide import shards as shards_lib
 from tf_landslide.config import CubeConfig, ExportConfig
 from tf_landslide.cube import channels as channels_lib
 from tf_landslide.cube import events, planes, schema, synthetic
 from tf_landslide.cube.open import acquisitions_by_orbit, open_cube
 from tf_landslide.cube.scene import Scene, cube_identity, georeference, open_scene
-from tf_landslide.float16 import HalfRounder
 from tf_landslide.normalisation import ChannelMoments
 from tf_landslide.shards import ChipEntry, ShardStream, SpoolReader
 
@@ -66,7 +65,6 @@ SHARD_LAYOUT = 2
 WORK_DIR = ".work"
 STATS_SOURCES = ("train", "scene")
 TRAIN = chips_lib.SPLITS.index("train")
-MOMENT_STACK = 8  # chips per ChannelMoments.of_each call: >= 2, small enough for the cache
 
 
 class ExportError(RuntimeError):
@@ -183,35 +181,22 @@ def scan_band(
     window = slice(task.y0, task.y1), slice(task.x0, task.x1)
     shape = (len(plan.channels), task.y1 - task.y0, task.x1 - task.x0)
     band = plan.read_band(reader, *window, out=buffers.get(shape) if buffers else None)  # [C, rows, cols]
-    labels = planes.label_plane(reader, *window)
-    kept, skipped, chips, masks = [], [], [], []
-    for index, row, col in task.chips:
-        rows, cols = slice(row - task.y0, row - task.y0 + chip_size), slice(col - task.x0, col - task.x0 + chip_size)
-        chip = band[:, rows, cols]  # [C, size, size]
-        nodata = float(np.isnan(chip).any(0).mean())
-        if nodata > max_nodata_fraction:
-            skipped.append([index, nodata])
-            continue
-        kept.append(index)
-        chips.append(chip)
-        masks.append(labels[rows, cols])
-    quantisation = np.zeros(band.shape[0])
-    moments = {}
+    mask = planes.label_plane(reader, *window)
+    stage = _chip_stage(band, task, chip_size, max_nodata_fraction, record_dtype)
     images = labels = None
-    if kept:
-        images, quantisation = _records_layout(chips, record_dtype)
-        labels = np.stack(masks).astype(np.uint8)
-        moments = _chip_moments(kept, chips, task.moments_for)
+    if stage.kept:
+        images = stage.images
+        labels = np.stack([mask[r : r + chip_size, c : c + chip_size] for r, c in stage.corners]).astype(np.uint8)
         if spool:
             _atomic_save_npy(Path(spool) / f"{task.name}-images.npy", images)
             _atomic_save_npy(Path(spool) / f"{task.name}-labels.npy", labels)
     result = {
         "band": task.band,
         "window": task.name,
-        "kept": kept,
-        "skipped": skipped,
-        "moments": moments,
-        "quantisation": quantisation.tolist(),
+        "kept": stage.kept,
+        "skipped": stage.skipped,
+        "moments": stage.moments,
+        "quantisation": stage.error.tolist(),
         "scene_moments": None,
     }
     if task.scene_rows:
@@ -223,44 +208,51 @@ def scan_band(
     return result
 
 
-def _records_layout(chips: list[np.ndarray], record_dtype: str) -> tuple[np.ndarray, np.ndarray]:
-    """Chips [C, size, size] as one C-ordered [N, size, size, C] array of ``record_dtype``, and
-    the largest rounding error per channel (NaN ignored).
+@dataclasses.dataclass(frozen=True)
+class ChipStage:
+    """A window's candidate chips after the chip stage (``_chip_stage``)."""
 
-    One chip at a time, cast and written channels last in one pass; float16 through
-    ``HalfRounder`` (numpy's bits, 1.7x as fast as numpy's cast).
-    """
-    n_channels, size = chips[0].shape[:2]
-    stored = np.empty((len(chips), size, size, n_channels), record_dtype)
-    error = np.zeros(n_channels, np.float32)
-    if record_dtype == "float16":
-        rounder = HalfRounder(chips[0].shape)
-        for chip, out in zip(chips, stored, strict=True):
-            np.fmax(error, rounder.round(chip, np.moveaxis(out, -1, 0)), out=error)
-        return stored, error
-    for chip, out in zip(chips, stored, strict=True):  # float32: exact
-        np.copyto(out, np.moveaxis(chip, 0, -1))
-    return stored, error
+    kept: list[int]  # chip indices of the chips that are not mostly no-data, in the task's order
+    skipped: list[list]  # [chip index, no-data fraction] of the others
+    corners: list[tuple[int, int]]  # the kept chips' top-left (row, col) in the window
+    images: np.ndarray  # [len(kept), size, size, C] the kept chips, channels last, in the record dtype
+    error: np.ndarray  # [C] float32: the largest rounding error to the record dtype per channel
+    moments: dict[str, dict]  # ChannelMoments (JSON) of the kept chips in the task's moments_for, by chip index
 
 
-def _chip_moments(kept: list[int], chips: list[np.ndarray], wanted: frozenset[int]) -> dict[str, dict]:
-    """Moments of the kept chips in ``wanted`` (those of other chips are never used), by chip index.
-
-    In stacks of a few chips, whose float64 temporaries stay in the cache (2x faster than one
-    stack per band). ``ChannelMoments.of_each`` sums a stack of one chip another way (the last
-    bits differ), so no stack holds one chip unless the band kept only one.
-    """
-    chosen = [n for n, index in enumerate(kept) if index in wanted]
-    if not chosen:
-        return {}
-    if len(chosen) == 1 and len(kept) > 1:
-        chosen.append(1 if chosen[0] == 0 else 0)
-    moments = {}
-    for group in np.array_split(chosen, math.ceil(len(chosen) / MOMENT_STACK)):  # sizes differ by <= 1
-        stack = np.stack([chips[n] for n in group])  # [N, C, size, size]
-        each = ChannelMoments.of_each(stack, channel_axis=1)
-        moments.update({str(kept[n]): m.to_json() for n, m in zip(group, each, strict=True)})
-    return {index: m for index, m in moments.items() if int(index) in wanted}
+def _chip_stage(
+    band: np.ndarray, task: BandTask, chip_size: int, max_nodata_fraction: float, record_dtype: str
+) -> ChipStage:
+    """The no-data check, record layout and moments of ``task``'s chips in ``band`` [C, rows, cols]:
+    one compiled pass a chip (``kernels.scan_chips``), 3x faster than numpy's dozen passes."""
+    n, channels = len(task.chips), band.shape[0]
+    corners = [(row - task.y0, col - task.x0) for _, row, col in task.chips]
+    rows, cols = (np.array([corner[k] for corner in corners], np.int64).reshape(n) for k in (0, 1))
+    wants_moments = np.array([index in task.moments_for for index, _, _ in task.chips], bool).reshape(n)
+    to_half = record_dtype == "float16"
+    shape = (n, chip_size, chip_size, channels)
+    halves = np.empty(shape if to_half else (0, *shape[1:]), np.uint16)
+    floats = np.empty((0, *shape[1:]) if to_half else shape, np.float32)
+    error = np.zeros(channels, np.float32)
+    moments = np.empty((n, 3, channels))
+    nodata, kept = np.empty(n), np.empty(n, bool)
+    count = kernels.scan_chips(
+        band, rows, cols, chip_size, max_nodata_fraction, wants_moments, halves, floats, error, moments, nodata, kept
+    )
+    indices = [index for index, _, _ in task.chips]
+    kept_indices = [index for index, keep in zip(indices, kept, strict=True) if keep]
+    return ChipStage(
+        kept=kept_indices,
+        skipped=[[index, float(f)] for index, f, keep in zip(indices, nodata, kept, strict=True) if not keep],
+        corners=[corner for corner, keep in zip(corners, kept, strict=True) if keep],
+        images=halves[:count].view(np.float16) if to_half else floats[:count],
+        error=error,
+        moments={
+            str(index): ChannelMoments(*moments[slot]).to_json()
+            for slot, index in enumerate(kept_indices)
+            if index in task.moments_for
+        },
+    )
 
 
 class _SerialExecutor:

@@ -1,19 +1,20 @@
-"""float32 -> IEEE float16 rounding, bit for bit numpy's, 1.7x as fast, with its error.
+"""float32 -> IEEE float16 rounding, bit for bit numpy's, with its error, compiled by numba.
 
 numpy converts half floats one value at a time in C (1.5 ns a value here, no SIMD: numpy
-issue 28753). Here the same round-to-nearest-even runs as a dozen whole-array integer
-operations (F. Giesen's branch-free ``float_to_half_fast3_rtne``), each vectorised by numpy, on
-buffers the size of one chip that stay in the cache. NaN becomes the quiet NaN 0x7E00 (with its
-sign); numpy keeps the top bits of a NaN's payload instead, which only matters for NaNs that
-numpy does not produce itself. ``bench/float16_bench.py`` checks every one of the 2**32 inputs.
+issue 28753). ``half_of`` is F. Giesen's branch-free round-to-nearest-even
+(``float_to_half_fast3_rtne``) on one value's bits: in a numba loop over a row the compiler
+vectorises it (0.08 ns a value here). NaN becomes the quiet NaN 0x7E00 (with its sign); numpy
+keeps the top bits of a NaN's payload instead, which only matters for NaNs that numpy does
+not produce itself. ``bench/float16_bench.py`` checks every one of the 2**32 inputs.
 """
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 _U32 = np.uint32
-_SIGN = _U32(0x8000_0000)
+_ABS = _U32(0x7FFF_FFFF)
 _HALF_MIN_NORMAL = _U32(113 << 23)  # 2**-14: smaller magnitudes round to a subnormal half (or 0)
 _HALF_OVERFLOW = _U32((127 + 16) << 23)  # 2**16: larger magnitudes are infinite in half
 _INFINITY = _U32(0x7F80_0000)
@@ -22,73 +23,63 @@ _SUBNORMAL_MAGIC = np.float32(0.5)  # its ulp is 2**-24, the spacing of subnorma
 _SUBNORMAL_MAGIC_BITS = _U32(126 << 23)
 _HALF_INFINITY, _HALF_NAN = _U32(0x7C00), _U32(0x7E00)
 _HALF_TO_FLOAT_SCALE = np.float32(2.0**112)  # a half's bits << 13 read as a float32, times this, is its value
+_NO_ERROR, _OVERFLOW_ERROR = np.float32(0), np.float32(np.inf)
 
 
-class HalfRounder:
-    """Rounds float32 arrays of one shape [C, ...] to float16 and measures the rounding error.
+@numba.njit(inline="always")
+def half_of(bits):
+    """The float16 bits (uint32, low 16) of the float32 with ``bits``, and |value| - |half| as float32.
 
-    Holds scratch buffers for that shape; one rounder per thread.
+    The error is 0 for NaN and infinite values and infinite for a finite value that overflows,
+    as numpy's ``abs(half - value)`` is, NaN ignored. numba widens uint32 arithmetic to uint64:
+    every result is cast back, for uint32's wrap-around and twice as many values a vector.
     """
+    magnitude = _U32(bits & _ABS)
+    # Normal halves: add the exponent rebias and the rounding increment (0xFFF, plus one if the
+    # kept mantissa is odd: ties to even), then drop the 13 extra mantissa bits.
+    odd = _U32(_U32(magnitude >> _U32(13)) & _U32(1))
+    normal = _U32(_U32(_U32(magnitude + _REBIAS) + odd) >> _U32(13))
+    # Subnormal halves and zeros: adding 0.5 rounds to multiples of 2**-24 (ties to even).
+    shifted = np.float32(_U32(magnitude).view(np.float32) + _SUBNORMAL_MAGIC)
+    subnormal = _U32(shifted.view(np.uint32) - _SUBNORMAL_MAGIC_BITS)
+    half = subnormal if magnitude < _HALF_MIN_NORMAL else normal
+    too_large = _HALF_NAN if magnitude > _INFINITY else _HALF_INFINITY  # NaN, infinite, or overflows
+    half = half if magnitude < _HALF_OVERFLOW else too_large
+    back = _U32(half << _U32(13)).view(np.float32) * _HALF_TO_FLOAT_SCALE  # exact: a power of two
+    error = abs(_U32(magnitude).view(np.float32) - back)
+    error_if_infinite = _OVERFLOW_ERROR if magnitude < _INFINITY else _NO_ERROR
+    error = error if half < _HALF_INFINITY else error_if_infinite
+    return _U32(half | _U32(_U32(bits >> _U32(16)) & _U32(0x8000))), error
 
-    def __init__(self, shape: tuple[int, ...]):
-        self.shape = tuple(shape)
-        self._magnitude = np.empty(self.shape, _U32)
-        self._half = np.empty(self.shape, _U32)  # the half's bits, in the low 16
-        self._scratch = np.empty(self.shape, _U32)
-        self._mask = np.empty(self.shape, bool)
 
-    def round(self, values: np.ndarray, out: np.ndarray) -> np.ndarray:
-        """Write ``values`` [C, ...] (float32) rounded to float16 into ``out`` and return the largest
-        absolute rounding error per channel (axis 0) as float32.
+_LANES = 128  # errors kept per position in a block: a max over a row would not vectorise
 
-        ``out``: float16, ``values``' shape or a view of that shape (``np.moveaxis(out, -1, 0)``
-        writes channels last in the same pass). NaN and infinite values count no error; a finite
-        value that overflows to infinity counts an infinite one, as ``abs(half - value)`` would.
-        """
-        if values.shape != self.shape or values.dtype != np.float32:
-            raise ValueError(f"HalfRounder for float32 {self.shape} got {values.dtype} {values.shape}")
-        bits = values.view(_U32)
-        magnitude, half, scratch, mask = self._magnitude, self._half, self._scratch, self._mask
-        np.bitwise_and(bits, ~_SIGN, out=magnitude)
-        # Normal halves: add the exponent rebias and the rounding increment (0xFFF, plus one if
-        # the kept mantissa is odd: ties to even), then drop the 13 extra mantissa bits.
-        np.right_shift(magnitude, _U32(13), out=half)
-        np.bitwise_and(half, _U32(1), out=half)
-        np.add(half, magnitude, out=half)
-        np.add(half, _REBIAS, out=half)
-        np.right_shift(half, _U32(13), out=half)
-        np.less(magnitude, _HALF_MIN_NORMAL, out=mask)
-        if mask.any():  # subnormal halves and zeros: adding 0.5 rounds to multiples of 2**-24 (ties to even)
-            sums = scratch.view(np.float32)
-            np.add(magnitude.view(np.float32), _SUBNORMAL_MAGIC, out=sums)
-            np.subtract(scratch, _SUBNORMAL_MAGIC_BITS, out=scratch)
-            np.copyto(half, scratch, where=mask)
-        np.greater_equal(magnitude, _HALF_OVERFLOW, out=mask)
-        if mask.any():  # infinite and NaN values, and finite ones too large for a half
-            np.copyto(half, _HALF_INFINITY, where=mask)
-            np.greater(magnitude, _INFINITY, out=mask)
-            np.copyto(half, _HALF_NAN, where=mask)
-        error = self._error(magnitude, half)
-        np.right_shift(bits, _U32(16), out=scratch)
-        np.bitwise_and(scratch, _U32(0x8000), out=scratch)
-        np.bitwise_or(half, scratch, out=half)
-        np.copyto(out.view(np.uint16), half, casting="unsafe")
-        return error
 
-    def _error(self, magnitude: np.ndarray, half: np.ndarray) -> np.ndarray:
-        """The largest |value| - |half| per channel: magnitudes, so the sign never enters.
+@numba.njit(nogil=True, cache=True, error_model="numpy")
+def _round_rows(bits, out, error):
+    lanes = np.zeros(_LANES, np.float32)
+    for c in range(bits.shape[0]):
+        lanes[:] = error[c]
+        for start in range(0, bits.shape[1], _LANES):
+            block, halves = bits[c, start : start + _LANES], out[c, start : start + _LANES]
+            for j in range(len(block)):
+                half, e = half_of(block[j])
+                halves[j] = np.uint16(half)
+                lanes[j] = max(lanes[j], e)
+        error[c] = lanes.max()
 
-        Infinite and NaN halves read back as infinity: a finite value that overflowed then
-        counts an infinite error, an infinite value inf - inf = NaN (none), as numpy's would.
-        """
-        scratch, mask = self._scratch, self._mask
-        np.left_shift(half, _U32(13), out=scratch)
-        rounded = scratch.view(np.float32)
-        np.multiply(rounded, _HALF_TO_FLOAT_SCALE, out=rounded)  # exact: a power of two
-        np.greater_equal(half, _HALF_INFINITY, out=mask)
-        if mask.any():
-            np.copyto(rounded, np.float32(np.inf), where=mask)
-        with np.errstate(invalid="ignore"):
-            np.subtract(magnitude.view(np.float32), rounded, out=rounded)
-        np.abs(rounded, out=rounded)
-        return np.fmax.reduce(rounded.reshape(len(rounded), -1), axis=1, initial=np.float32(0))
+
+def round_half(values: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """Write float32 ``values`` [C, ...] rounded to float16 into ``out`` (float16, same shape, any
+    strides) and return the largest absolute rounding error per channel (axis 0) as float32."""
+    if values.dtype != np.float32 or out.dtype != np.float16 or out.shape != values.shape:
+        raise ValueError(
+            f"round_half takes float32 values and a float16 out of their shape, got "
+            f"{values.dtype} {values.shape} and {out.dtype} {out.shape}"
+        )
+    bits = np.ascontiguousarray(values).view(_U32).reshape(len(values), -1)
+    halves = np.empty(bits.shape, np.uint16)
+    error = np.zeros(len(values), np.float32)
+    _round_rows(bits, halves, error)
+    out.view(np.uint16)[...] = halves.reshape(values.shape)
+    return error
