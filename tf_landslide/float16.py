@@ -13,6 +13,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from tf_landslide.jit import compiled
+
 _U32 = np.uint32
 _ABS = _U32(0x7FFF_FFFF)
 _HALF_MIN_NORMAL = _U32(113 << 23)  # 2**-14: smaller magnitudes round to a subnormal half (or 0)
@@ -55,7 +57,7 @@ def half_of(bits):
 _LANES = 128  # errors kept per position in a block: a max over a row would not vectorise
 
 
-@numba.njit(nogil=True, cache=True, error_model="numpy")
+@compiled
 def _round_rows(bits, out, error):
     lanes = np.zeros(_LANES, np.float32)
     for c in range(bits.shape[0]):
