@@ -367,6 +367,13 @@ def test_chip_stage_moments_are_those_of_each_wanted_kept_chip_over_finite_value
     assert ChannelMoments.from_json(stage.moments["5"]).count.tolist() == [256, 256, 256 - 100]
 
 
+def test_chip_stage_refuses_chips_outside_the_band_it_would_read_past():
+    band, task, _ = chip_stage_task()
+    beyond = dataclasses.replace(task, chips=(*task.chips, (9, 100 + 30, 200 + 60)))  # rows 30..45 of 40
+    with pytest.raises(ValueError, match=r"chips at \[\(30, 60\)\] of window band-00000-cols-00200-00270"):
+        export._chip_stage(band, beyond, 16, 0.5, "float16")
+
+
 def test_band_buffers_reuse_a_threads_memory_and_never_share_it_between_threads():
     buffers = export.BandBuffers()
     first = buffers.get((2, 4, 8))

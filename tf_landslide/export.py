@@ -227,6 +227,10 @@ def _chip_stage(
     one compiled pass a chip (``kernels.scan_chips``), 3x faster than numpy's dozen passes."""
     n, channels = len(task.chips), band.shape[0]
     corners = [(row - task.y0, col - task.x0) for _, row, col in task.chips]
+    last_row, last_col = band.shape[1] - chip_size, band.shape[2] - chip_size
+    outside = [(r, c) for r, c in corners if not (0 <= r <= last_row and 0 <= c <= last_col)]
+    if outside:  # the compiled loop does not check its indices
+        raise ValueError(f"chips at {outside[:3]} of window {task.name} are not inside its band {band.shape[1:]}")
     rows, cols = (np.array([corner[k] for corner in corners], np.int64).reshape(n) for k in (0, 1))
     wants_moments = np.array([index in task.moments_for for index, _, _ in task.chips], bool).reshape(n)
     to_half = record_dtype == "float16"

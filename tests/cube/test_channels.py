@@ -157,6 +157,18 @@ def test_log_mean_needs_a_plane():
         log_mean([])
 
 
+def test_log_mean_refuses_what_its_compiled_loop_would_read_or_write_past():
+    plane = np.ones((3, 4), np.float32)
+    with pytest.raises(ValueError, match=r"differ in shape: \(3, 4\) and \(4, 3\)"):
+        log_mean([plane, plane.T])
+    with pytest.raises(ValueError, match=r"out as float32 \(3, 4\), got float32 \(3, 3\)"):
+        log_mean([plane], out=np.empty((3, 3), np.float32))
+    with pytest.raises(ValueError, match="1-D or 2-D planes"):
+        log_mean([np.ones((2, 3, 4))])
+    with pytest.raises(ValueError, match="at most 255 planes"):
+        log_mean(plane for _ in range(256))
+
+
 # --- orbits and acquisitions ------------------------------------------------------------------
 
 
