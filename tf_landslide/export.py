@@ -361,10 +361,10 @@ def executor(cfg: ExportConfig):
                 log.warning("%s", advice)
             yield _DaskExecutor(client)
         return
-    # Threads by default: numpy, zarr and blosc release the GIL, and a threaded cluster starts
-    # at once and passes results without pickling (the benchmark cube on 2 cores: 0.75 s against
-    # 1.4-1.7 s with processes, mostly their start); processes isolate workers, for
-    # memory-hungry cubes or GIL-bound plugins.
+    # Threads by default: numpy, blosc and our compiled loops release the GIL, and a threaded
+    # cluster starts at once and passes results without pickling (the benchmark cube on 2 cores:
+    # 0.51-0.55 s against 1.9-2.3 s with processes, mostly their start and numba's import in
+    # each); processes isolate workers, for memory-hungry cubes or GIL-bound plugins.
     processes = cfg.worker_processes
     # The worker's statistical profiler (stack walks every 10 ms) and GIL monitor feed the
     # dashboard we do not start; off, the export of the benchmark cube takes 7% less time.
