@@ -54,7 +54,17 @@ def half_of(bits):
     return _U32(half | _U32(_U32(bits >> _U32(16)) & _U32(0x8000))), error
 
 
-_LANES = 128  # errors kept per position in a block: a max over a row would not vectorise
+@numba.njit(inline="always")
+def round_row(bits, out, errors):
+    """Round a row of float32 ``bits`` (uint32) to float16 bits in ``out`` (uint16), keeping the
+    largest error so far at each position in ``errors``: a max over the row would not vectorise."""
+    for x in range(bits.shape[0]):
+        half, error = half_of(bits[x])
+        out[x] = np.uint16(half)
+        errors[x] = max(errors[x], error)
+
+
+_LANES = 128  # values rounded a call, each position keeping its largest error
 
 
 @compiled
@@ -63,11 +73,8 @@ def _round_rows(bits, out, error):
     for c in range(bits.shape[0]):
         lanes[:] = error[c]
         for start in range(0, bits.shape[1], _LANES):
-            block, halves = bits[c, start : start + _LANES], out[c, start : start + _LANES]
-            for j in range(len(block)):
-                half, e = half_of(block[j])
-                halves[j] = np.uint16(half)
-                lanes[j] = max(lanes[j], e)
+            end = min(start + _LANES, bits.shape[1])
+            round_row(bits[c, start:end], out[c, start:end], lanes[: end - start])
         error[c] = lanes.max()
 
 

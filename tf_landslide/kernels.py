@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tf_landslide.float16 import half_of
+from tf_landslide.float16 import round_row
 from tf_landslide.jit import compiled
 
 
@@ -79,11 +79,7 @@ def scan_chips(band, rows, cols, size, max_nodata, wants_moments, halves, floats
         for y in range(size):
             if to_half:
                 for c in range(channels):
-                    values, out, errors = bits[c, top + y, left : left + size], row_halves[c], row_errors[c]
-                    for x in range(size):
-                        half, e = half_of(values[x])
-                        out[x] = np.uint16(half)
-                        errors[x] = max(errors[x], e)
+                    round_row(bits[c, top + y, left : left + size], row_halves[c], row_errors[c])
                 target = halves[slot, y]
                 for x in range(size):
                     for c in range(channels):
