@@ -5,7 +5,7 @@
 1. Speed: one chip [8, 128, 128] of log backscatter-like values, rounded and its largest error
    per channel taken, written channels last; ``round_half`` against numpy's cast +
    ``abs(half - value)``. Medians of ``--repeats``. (The export rounds inside its compiled chip
-   stage, ``kernels.scan_chips``, with the same ``half_of``.)
+   stage, ``kernels.scan_chips``, with the same ``round_row``.)
 2. ``--exhaustive``: every one of the 2**32 float32 bit patterns, in blocks: the half's bits
    equal numpy's (NaNs: both NaN with the same sign; numpy keeps payload bits we do not), and
    the error per block equals numpy's. About 3 minutes on one core, mostly numpy's cast.
