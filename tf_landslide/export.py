@@ -45,7 +45,7 @@ import numpy as np
 
 import tf_landslide
 from tf_landslide import chips as chips_lib
-from tf_landslide import kernels, records, storage
+from tf_landslide import records, storage
 from tf_landslide import shards as shards_lib
 from tf_landslide.config import CubeConfig, ExportConfig
 from tf_landslide.cube import channels as channels_lib
@@ -226,6 +226,8 @@ def _chip_stage(
     """The no-data check, record layout and moments of ``task``'s chips in ``band`` [C, rows, cols]:
     a compiled loop (``kernels.scan_chips``): 0.09 CPU s for the benchmark's 684 chips, numpy's
     dozen passes a chip took 0.38."""
+    from tf_landslide import kernels  # numba takes 0.3 s to import: train.py and predict.py need it only to export
+
     n, channels = len(task.chips), band.shape[0]
     corners = [(row - task.y0, col - task.x0) for _, row, col in task.chips]
     last_row, last_col = band.shape[1] - chip_size, band.shape[2] - chip_size
