@@ -51,7 +51,7 @@ from tf_landslide.config import CubeConfig, ExportConfig
 from tf_landslide.cube import channels as channels_lib
 from tf_landslide.cube import planes as planes_lib
 from tf_landslide.cube import schema, synthetic
-from tf_landslide.cube.open import open_cube
+from tf_landslide.cube.open import open_conformed, orbit_codes
 from tf_landslide.cube.scene import open_scene
 
 RSS_TARGET_BYTES = 2e9
@@ -158,9 +158,11 @@ _OPEN: dict[tuple[str, str], object] = {}
 
 def _reader(location: str, reader: str):
     if (location, reader) not in _OPEN:
-        ds = open_cube(location)
+        cube = open_conformed(location)
         chunks = reader == "chunks"
-        _OPEN[location, reader] = planes_lib.CubePlanes(location, ds) if chunks else planes_lib.DatasetPlanes(ds)
+        _OPEN[location, reader] = (
+            planes_lib.CubePlanes(location, cube.ds, cube.stored) if chunks else planes_lib.DatasetPlanes(cube.ds)
+        )
     return _OPEN[location, reader]
 
 
@@ -553,7 +555,7 @@ def summary_table(f: dict) -> str:
 
 
 def _orbit_counts(ds) -> dict[str, int]:
-    codes = np.asarray(ds[schema.ORBIT_COORD].values).astype(str)
+    codes = orbit_codes(ds)
     return {str(code): int((codes == code).sum()) for code in np.unique(codes)}
 
 

@@ -406,7 +406,7 @@ def test_bands_scanned_through_one_buffer_return_what_fresh_arrays_give(exported
     assert len(tasks) >= 2
     scan = functools.partial(
         export.scan_band,
-        job.scene.location,
+        export.SharedCube(job.scene.location),
         job.scene.plan,
         chip_size=cfg.chip_size,
         max_nodata_fraction=cfg.max_nodata_fraction,

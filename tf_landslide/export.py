@@ -42,6 +42,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
+import xarray as xr
 
 import tf_landslide
 from tf_landslide import chips as chips_lib
@@ -50,7 +51,7 @@ from tf_landslide import shards as shards_lib
 from tf_landslide.config import CubeConfig, ExportConfig
 from tf_landslide.cube import channels as channels_lib
 from tf_landslide.cube import events, planes, schema, synthetic
-from tf_landslide.cube.open import acquisitions_by_orbit, open_cube
+from tf_landslide.cube.open import IN_MEMORY, acquisitions_by_orbit, open_conformed, orbit_codes
 from tf_landslide.cube.scene import Scene, cube_identity, georeference, open_scene
 from tf_landslide.normalisation import ChannelMoments
 from tf_landslide.shards import ChipEntry, ShardStream, SpoolReader
@@ -143,7 +144,39 @@ class BandBuffers:
 @functools.lru_cache(maxsize=4)
 def _open_cached(location: str) -> planes.CubePlanes:
     """Workers scan many bands of one cube: open it once per process."""
-    return planes.CubePlanes(location, open_cube(location))
+    conformed = open_conformed(location)
+    return planes.CubePlanes(location, conformed.ds, conformed.stored)
+
+
+class SharedCube:
+    """The cube's reader as scan tasks receive it: tasks in this process share the scene's own
+    reader (the only way to a Dataset given in memory); workers in other processes open the
+    cube again from its location. Pickled by token, as ``BandBuffers``."""
+
+    _live: weakref.WeakValueDictionary[str, SharedCube] = weakref.WeakValueDictionary()
+
+    def __init__(self, location: str, reader: planes.PlaneReader | None = None, token: str | None = None):
+        self.location = location
+        self.token = token or uuid.uuid4().hex
+        self._reader = reader
+        SharedCube._live[self.token] = self
+
+    def __reduce__(self):
+        return SharedCube._unpickle, (self.location, self.token)
+
+    @staticmethod
+    def _unpickle(location: str, token: str) -> SharedCube:
+        return SharedCube._live.get(token) or SharedCube(location, token=token)
+
+    def reader(self) -> planes.PlaneReader:
+        if self._reader is None:
+            if self.location == IN_MEMORY:
+                raise ExportError(
+                    "a cube given as a Dataset in memory is read only by workers in its own process: "
+                    "export it with thread workers, or save it (ds.to_zarr) and give its path"
+                )
+            self._reader = _open_cached(self.location)
+        return self._reader
 
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -159,7 +192,7 @@ def _atomic_save_npy(path: Path, array: np.ndarray) -> None:
 
 
 def scan_band(
-    location: str,
+    cube: SharedCube,
     plan: channels_lib.ChannelPlan,
     task: BandTask,
     chip_size: int,
@@ -177,7 +210,7 @@ def scan_band(
     meta_path = Path(spool) / f"{task.name}.json" if spool else None
     if meta_path and meta_path.exists():
         return json.loads(meta_path.read_text())
-    reader = _open_cached(location)
+    reader = cube.reader()
     window = slice(task.y0, task.y1), slice(task.x0, task.x1)
     shape = (len(plan.channels), task.y1 - task.y0, task.x1 - task.x0)
     band = plan.read_band(reader, *window, out=buffers.get(shape) if buffers else None)  # [C, rows, cols]
@@ -426,8 +459,13 @@ def comparable_settings(cfg: ExportConfig, config: channels_lib.ChannelConfig) -
     }
 
 
-def _check_settings(cfg: ExportConfig) -> None:
+def _check_settings(cfg: ExportConfig, in_memory: bool = False) -> None:
     problems = []
+    if in_memory and (cfg.worker_processes or cfg.dask_scheduler):
+        problems.append(
+            "a cube given as a Dataset in memory is read by threads of this process: drop --export_processes "
+            "and --dask_scheduler, or save the cube (ds.to_zarr) and give its path"
+        )
     if cfg.chip_size < 8 or cfg.chip_size % 8:
         problems.append(f"--chip_size={cfg.chip_size} must be a multiple of 8 (the U-Net halves it 5 times: use 32k)")
     if cfg.chip_stride < 1:
@@ -593,12 +631,11 @@ class _Candidates:
     indices: np.ndarray  # chips to read: positives and oversampled negatives
 
 
-def _plan(cfg: ExportConfig) -> _Job:
+def _plan(cfg: ExportConfig, cube: xr.Dataset | None = None) -> _Job:
     """Open and validate the cube and make every choice that does not need the pixels."""
-    location = cube_location(cfg.cube)
     config = channels_lib.resolve_channel_config(cfg.config, cfg.channels, cfg.timesteps)
-    scene = open_scene(location, cfg.cube, config)
-    identity = cube_identity(scene.ds, location)
+    scene = open_scene(cube_location(cfg.cube) if cube is None else cube, cfg.cube, config)
+    identity = cube_identity(scene.ds, scene.location)
     settings = _settings(cfg, identity, scene.event, config, scene.acquisitions, scene.pairs)
     fingerprint = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
     out_dir = Path(cfg.records_dir) / config.name
@@ -607,7 +644,7 @@ def _plan(cfg: ExportConfig) -> _Job:
 
 def _candidates(job: _Job) -> _Candidates:
     cfg = job.cfg
-    labels = planes.CubePlanes(job.scene.location, job.scene.ds)
+    labels = job.scene.reader()
     table, nan_labels = chips_lib.build_chip_table(labels, cfg.chip_size, cfg.chip_stride, cfg.split, cfg.band_rows)
     if nan_labels:
         log.warning("%d label pixels are NaN: counted as no landslide", nan_labels)
@@ -665,15 +702,19 @@ def _scan(
     return results, slots
 
 
-def export(cfg: ExportConfig) -> dict:
-    """Export ``cfg``'s configuration of its cube; return the manifest (also on disk)."""
+def export(cfg: ExportConfig, cube: xr.Dataset | None = None) -> dict:
+    """Export ``cfg``'s configuration of its cube; return the manifest (also on disk).
+
+    ``cube``: a Dataset in memory (from stackstac, odc-stac, a notebook) to export instead of
+    ``cfg.cube``; conformed as a stored cube is, and read by workers of this process.
+    """
     if storage.is_remote(cfg.records_dir):
-        return _export_then_upload(cfg)
+        return _export_then_upload(cfg, cube)
     if storage.local_path(cfg.records_dir) != cfg.records_dir:  # a file:// URL
         cfg = dataclasses.replace(cfg, records_dir=storage.local_path(cfg.records_dir))
-    _check_settings(cfg)
+    _check_settings(cfg, in_memory=cube is not None)
     started = time.perf_counter()
-    job = _plan(cfg)
+    job = _plan(cfg, cube)
     job.out_dir.mkdir(parents=True, exist_ok=True)
     reused = _prepare_output(job.out_dir, job.fingerprint, cfg.overwrite)
     if reused is not None:
@@ -701,7 +742,7 @@ def export(cfg: ExportConfig) -> dict:
         in_memory = bool(streams) and pool.in_process
         scan = functools.partial(
             scan_band,
-            job.scene.location,
+            SharedCube(job.scene.location, job.scene.reader() if pool.in_process else None),
             job.scene.plan,
             chip_size=cfg.chip_size,
             max_nodata_fraction=cfg.max_nodata_fraction,
@@ -820,7 +861,7 @@ def _assemble(
         }
 
     times = ds[schema.TIME_DIM].values
-    orbit_of = np.asarray(ds[schema.ORBIT_COORD].values).astype(str)
+    orbit_of = orbit_codes(ds)
     std = stats.std
     return {
         "manifest_schema_version": MANIFEST_SCHEMA_VERSION,
@@ -909,14 +950,14 @@ def summary(manifest: dict) -> str:
     return "\n".join(lines)
 
 
-def _export_then_upload(cfg: ExportConfig) -> dict:
+def _export_then_upload(cfg: ExportConfig, cube: xr.Dataset | None) -> dict:
     """Export to a URL (gs://...): the export runs, and resumes, in a local staging folder (its
     spool needs a local disk), then the shards are uploaded and the manifest last, so a reader
     never finds a manifest whose shards are not all there."""
     config = channels_lib.resolve_channel_config(cfg.config, cfg.channels, cfg.timesteps)
     remote = storage.join(cfg.records_dir, config.name)
     staging = os.path.join(cache_dir(cfg.cube), "staging", hashlib.sha256(cfg.records_dir.encode()).hexdigest()[:12])
-    manifest = export(dataclasses.replace(cfg, records_dir=staging))
+    manifest = export(dataclasses.replace(cfg, records_dir=staging), cube)
     remote_manifest = storage.join(remote, MANIFEST_NAME)
     if storage.exists(remote_manifest):
         existing = storage.read_json(remote_manifest)

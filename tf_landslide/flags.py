@@ -52,8 +52,9 @@ flags.DEFINE_enum(
     "orbit",
     "auto",
     list(channels.ORBIT_CHOICES),
-    "Orbit of the SAR acquisitions; auto takes the "
-    "cube's only orbit, or descending (the authors' choice) when it holds both.",
+    "Orbit of the SAR acquisitions; auto takes the cube's only orbit, or descending (the authors' "
+    "choice) when it holds both; both mixes the two; any uses every acquisition whatever the cube "
+    "says (or does not say) of its orbit.",
 )
 
 flags.DEFINE_enum(

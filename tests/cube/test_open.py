@@ -252,32 +252,6 @@ def test_single_acquisition_cube_with_scalar_timestep_is_a_cube_error(cube):
     assert "dimension 'timestep' is missing" in message
 
 
-def test_missing_orbit_coordinate(cube):
-    message = _schema_error(cube.drop_vars(schema.ORBIT_COORD))
-    assert "coordinate 'sat:orbit_state' (orbit of each timestep) is missing" in message
-    assert "vv('timestep', 'y', 'x')" in message
-
-
-def test_unknown_orbit_code_lists_codes_and_dates(cube):
-    codes = np.where(orbit_codes(cube) == "a", "x", "d")
-    message = _schema_error(cube.assign_coords({schema.ORBIT_COORD: (schema.TIME_DIM, codes)}))
-    assert "'sat:orbit_state' holds ['x']; expected 'a' (ascending) or 'd' (descending)" in message
-    assert "x: 2018-08-08T08:26:47, 2018-08-20T08:26:47" in message
-
-
-def test_orbit_codes_are_case_and_space_tolerant(cube):
-    codes = np.where(orbit_codes(cube) == "a", " A", "D ")
-    ds = cube.assign_coords({schema.ORBIT_COORD: (schema.TIME_DIM, codes)})
-    validate_cube(ds)
-    np.testing.assert_array_equal(orbit_codes(ds), orbit_codes(cube))
-    assert set(acquisitions_by_orbit(ds)) == {"a", "d"}
-
-
-def test_non_datetime_timestep(cube):
-    message = _schema_error(cube.assign_coords(timestep=np.arange(cube.sizes["timestep"])))
-    assert "coordinate 'timestep' is int64, expected datetime64" in message
-
-
 def test_insar_variables_are_required_only_when_asked(cube):
     ds = cube.drop_vars("coherence")
     validate_cube(ds)

@@ -21,6 +21,7 @@ import pandas as pd
 import xarray as xr
 
 from tf_landslide.cube import schema
+from tf_landslide.cube.conform import orbit_problem
 from tf_landslide.cube.events import Event, as_datetime64
 from tf_landslide.cube.open import CubeError, acquisitions_by_orbit, orbit_codes
 from tf_landslide.cube.planes import PlaneReader, planes_of
@@ -29,7 +30,10 @@ SAR_CHANNELS = ("vv_before", "vv_after", "vh_before", "vh_after")
 DEM_CHANNELS = schema.DEM_VARIABLES
 COHERENCE_CHANNELS = ("coherence_preevent", "coherence_coevent")
 ALL_CHANNELS = SAR_CHANNELS + DEM_CHANNELS + COHERENCE_CHANNELS
-ORBIT_CHOICES = ("auto", "descending", "ascending", "both")
+# 'both': every acquisition of either orbit; 'any': every acquisition, whatever the cube says
+# (or does not say) of its orbit.
+ORBIT_CHOICES = ("auto", "descending", "ascending", "both", "any")
+EVERY_ORBIT = ("both", "any")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,9 +116,22 @@ class Acquisitions:
 
 
 def resolve_orbit(ds: xr.Dataset, orbit: str) -> str:
-    """'auto' becomes the cube's only orbit, or descending (the authors' choice) when it has both."""
+    """'auto' becomes the cube's only orbit, or descending (the authors' choice) when it has both.
+
+    Every choice but 'any' needs the cube's orbit labels: where they are missing or unusable,
+    the error says why and offers --orbit=any.
+    """
     if orbit not in ORBIT_CHOICES:
         raise CubeError(f"--orbit={orbit!r}; choose one of {list(ORBIT_CHOICES)}")
+    if orbit == "any":
+        return orbit
+    problem = orbit_problem(ds)
+    if problem:
+        raise CubeError(
+            f"--orbit={orbit} needs the orbit of every acquisition, but {problem}. Pass --orbit=any to use "
+            f"every acquisition whatever its pass, or give the cube a {schema.ORBIT_COORD!r} coordinate "
+            f"along {schema.TIME_DIM!r} holding 'ascending'/'descending' (or 'a'/'d')"
+        )
     if orbit != "auto":
         return orbit
     present = set(orbit_codes(ds).tolist())
@@ -137,7 +154,7 @@ def select_acquisitions(ds: xr.Dataset, event: Event, timesteps: int, orbit: str
     if rule not in ACQUISITION_RULES:
         raise CubeError(f"--acquisition_rule={rule!r}; choose one of {list(ACQUISITION_RULES)}")
     times = ds[schema.TIME_DIM].values.astype("datetime64[ns]")
-    if orbit == "both":
+    if orbit in EVERY_ORBIT:
         in_orbit = np.ones(times.shape, bool)
     else:
         in_orbit = orbit_codes(ds) == schema.ORBIT_CODES[orbit]
@@ -199,7 +216,7 @@ def pair_acquisitions(ds: xr.Dataset) -> list[tuple[np.datetime64, np.datetime64
         tokens = [(pd.Timestamp(a).isoformat(), pd.Timestamp(b).isoformat()) for a, b in bounds]
     else:
         tokens = []
-        for label in np.asarray(ds[schema.PAIR_DIM].values).astype(str):
+        for label in ds[schema.PAIR_DIM].values:
             found = _TIME_TOKEN.findall(label)
             if len(found) != 2:
                 raise CubeError(
@@ -208,7 +225,7 @@ def pair_acquisitions(ds: xr.Dataset) -> list[tuple[np.datetime64, np.datetime64
                 )
             tokens.append(tuple(found))
     pairs = []
-    for label, (first, second) in zip(np.asarray(ds[schema.PAIR_DIM].values).astype(str), tokens, strict=True):
+    for label, (first, second) in zip(ds[schema.PAIR_DIM].values, tokens, strict=True):
         options = [_token_candidates(token, times, days) for token in (first, second)]
         # ISCE pairs two acquisitions of one orbit: where a day holds passes of both orbits,
         # the orbit shared by the two dates settles which passes are meant.

@@ -1,4 +1,5 @@
-"""Open a datacube (zarr directory, Zenodo zip, or fsspec URL) and check it against the schema."""
+"""Open a datacube (zarr directory, Zenodo zip, fsspec URL, or a Dataset in memory) in the
+canonical form (``conform``) and check it against the schema."""
 
 from __future__ import annotations
 
@@ -10,10 +11,10 @@ import pandas as pd
 import xarray as xr
 
 from tf_landslide.cube import schema
+from tf_landslide.cube.conform import UNKNOWN_ORBIT, Conformed, conform
+from tf_landslide.cube.schema import CubeError
 
-
-class CubeError(ValueError):
-    """The cube cannot be used as asked: the message says what is wrong and what to do."""
+IN_MEMORY = "<in-memory Dataset>"  # the location of a cube given as an xarray Dataset
 
 
 _ZARR_MARKERS = (".zmetadata", ".zgroup", "zarr.json")
@@ -48,22 +49,32 @@ def _open_zip(location: str, storage_options: dict) -> xr.Dataset:
     return xr.open_zarr(url, consolidated=None, chunks=None, storage_options=storage_options or None)
 
 
-def open_cube(location: str, storage_options: dict | None = None) -> xr.Dataset:
-    """Open a cube lazily: an unpacked ``.zarr`` directory, a ``.zip`` of one, or a URL.
+def open_cube(source: str | xr.Dataset, storage_options: dict | None = None) -> xr.Dataset:
+    """A cube in the canonical form (``conform``), lazily: only coordinates are read.
 
-    URLs are anything fsspec understands (``gs://``, ``s3://``, ``https://``...), for a zarr
-    store or a zip. Zarr formats 2 and 3, consolidated or not. Arrays stay on disk until
-    indexed (no dask chunks), so callers read only the bands they need.
+    ``source``: an unpacked ``.zarr`` directory, a ``.zip`` of one, a URL fsspec understands
+    (``gs://``, ``s3://``, ``https://``...) for either, or an ``xarray.Dataset`` (from
+    stackstac, odc-stac or a notebook). Zarr formats 2 and 3, consolidated or not. Stored
+    arrays stay on disk until indexed (no dask chunks), so callers read only what they need.
     """
-    storage_options = dict(storage_options or {})
+    return open_conformed(source, storage_options).ds
+
+
+def open_conformed(source: str | xr.Dataset, storage_options: dict | None = None) -> Conformed:
+    """As ``open_cube``, with what conforming changed and where the stored arrays keep each index."""
+    if isinstance(source, xr.Dataset):
+        return conform(source)
+    return conform(_open_store(source, dict(storage_options or {})))
+
+
+def _open_store(location: str, storage_options: dict) -> xr.Dataset:
     is_url = "://" in location
     if not is_url and not Path(location).exists():
         raise CubeError(f"cube {location!r} does not exist: give --cube a .zarr directory, a .zip of one, or a URL")
     try:
         if location.lower().endswith(".zip"):
-            ds = _open_zip(location, storage_options)
-        else:
-            ds = xr.open_zarr(location, consolidated=None, chunks=None, storage_options=storage_options or None)
+            return _open_zip(location, storage_options)
+        return xr.open_zarr(location, consolidated=None, chunks=None, storage_options=storage_options or None)
     except CubeError:
         raise
     except ImportError as error:
@@ -73,22 +84,22 @@ def open_cube(location: str, storage_options: dict | None = None) -> xr.Dataset:
         ) from error
     except (FileNotFoundError, KeyError, zipfile.BadZipFile, ValueError) as error:
         raise CubeError(f"cannot open {location!r} as a zarr datacube: {error}") from error
-    if "spatial_ref" in ds.data_vars:
-        ds = ds.set_coords("spatial_ref")
-    return ds
 
 
 def acquisitions_by_orbit(ds: xr.Dataset) -> dict[str, list[str]]:
     """ISO acquisition times per orbit code, for error messages and the manifest."""
     times = pd.DatetimeIndex(ds[schema.TIME_DIM].values)
     orbits = orbit_codes(ds)
-    return {code: [t.isoformat() for t in times[orbits == code]] for code in sorted(set(orbits.tolist()))}
+    return {
+        code or "unknown": [t.isoformat() for t in times[orbits == code]] for code in sorted(set(orbits.tolist()))
+    }
 
 
 def orbit_codes(ds: xr.Dataset) -> np.ndarray:
-    """The orbit code of each timestep ('a' or 'd'), lower-cased and stripped."""
-    values = np.asarray(ds[schema.ORBIT_COORD].values).astype(str)
-    return np.char.lower(np.char.strip(values))
+    """The orbit code of each timestep of a canonical cube: 'a', 'd', or '' (unknown)."""
+    if schema.ORBIT_COORD not in ds.coords:
+        return np.full(ds.sizes[schema.TIME_DIM], UNKNOWN_ORBIT, "<U1")
+    return ds[schema.ORBIT_COORD].values
 
 
 def describe(ds: xr.Dataset) -> str:
@@ -104,7 +115,7 @@ def describe(ds: xr.Dataset) -> str:
 
 
 def validate_cube(ds: xr.Dataset, need_insar: bool = False, need_labels: bool = True) -> None:
-    """Check the variables, dims and coordinates the study needs; raise CubeError if not met.
+    """Check that a canonical cube has the variables and dims the study needs; raise CubeError if not.
 
     A cube of a new event may have no labels yet: mapping it passes ``need_labels=False``.
     Label values are checked separately (``check_labels``) because that reads the raster.
@@ -123,14 +134,6 @@ def validate_cube(ds: xr.Dataset, need_insar: bool = False, need_labels: bool = 
     for dim in (schema.TIME_DIM, *schema.SPATIAL_DIMS):
         if dim not in ds.dims:
             problems.append(f"dimension {dim!r} is missing")
-    if schema.ORBIT_COORD not in ds.coords:
-        problems.append(f"coordinate {schema.ORBIT_COORD!r} (orbit of each {schema.TIME_DIM}) is missing")
-    elif schema.TIME_DIM in ds.dims:
-        unknown = sorted(set(orbit_codes(ds).tolist()) - set(schema.ORBIT_CODES.values()))
-        if unknown:
-            problems.append(f"{schema.ORBIT_COORD!r} holds {unknown}; expected 'a' (ascending) or 'd' (descending)")
-    if schema.TIME_DIM in ds.coords and not np.issubdtype(ds[schema.TIME_DIM].dtype, np.datetime64):
-        problems.append(f"coordinate {schema.TIME_DIM!r} is {ds[schema.TIME_DIM].dtype}, expected datetime64")
     if problems:
         raise CubeError(
             "the cube does not follow the datacube schema: " + "; ".join(problems) + ". It holds " + describe(ds)

@@ -6,7 +6,10 @@ scene took 0.78 s with 1 or 2 threads. Reading the chunk files and decoding them
 (whose Blosc, Zstd and zlib release the GIL) took 0.61 s on one thread and 0.32 s on two. The
 published cubes are zarr v2, as a directory or a Zenodo zip, so that is the direct path; every
 other store (zarr v3, URLs) and every variable xarray would decode (scale, offset, a fill value
-other than NaN) reads through xarray. Both give the same values: the tests compare them.
+other than NaN) reads through xarray. Both give the same values: the tests compare them on
+cubes of every encoding the boundary conforms. The cube's canonical order (``conform``) may
+differ from the stored one (timesteps stored out of time order, y stored south-up): the direct
+path maps canonical indices onto the stored arrays with the cube's ``StoredOrder``.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import numpy as np
 import xarray as xr
 
 from tf_landslide.cube import schema
+from tf_landslide.cube.conform import AS_STORED, StoredOrder
 from tf_landslide.cube.open import zip_root
 
 # Attributes under which xarray would transform the stored values on reading.
@@ -45,7 +49,10 @@ class DatasetPlanes:
         self.tile_width = None  # each xarray read costs about a millisecond: read whole windows
 
     def plane(self, variable: str, index: dict[str, int], rows: slice, cols: slice) -> np.ndarray:
-        return self.ds[variable].isel({**index, "y": rows, "x": cols}).values
+        window = self.ds[variable].isel({**index, "y": rows, "x": cols})
+        # A Dataset given in memory may be dask-backed (stackstac, odc-stac): computed with dask's
+        # local threads, never the export's distributed client, whose workers would wait on themselves.
+        return window.compute(scheduler="threads").values
 
 
 class _Files:
@@ -115,8 +122,9 @@ class ChunkPlanes:
     says which. Safe to call from several threads at once.
     """
 
-    def __init__(self, location: str, ds: xr.Dataset):
+    def __init__(self, location: str, ds: xr.Dataset, stored: StoredOrder = AS_STORED):
         self.files = _Files(location)
+        self.stored = stored
         self.arrays: dict[str, _Array] = {}
         consolidated = self.files.read(".zmetadata")
         metadata = json.loads(consolidated)["metadata"] if consolidated else {}
@@ -141,11 +149,26 @@ class ChunkPlanes:
         """As ``PlaneReader.plane`` for windows of step 1 (``supports``); indices as numpy's (negative
         from the end, out of range an IndexError). Read-only when the window lies inside one chunk."""
         array = self.arrays[variable]
-        lead = tuple(range(size)[index[d]] for d, size in zip(array.dims[:-2], array.shape[:-2], strict=True))
+        lead = tuple(
+            self.stored.stored_index(d, range(size)[index[d]])
+            for d, size in zip(array.dims[:-2], array.shape[:-2], strict=True)
+        )
         y0, y1, _ = rows.indices(array.shape[-2])
         x0, x1, _ = cols.indices(array.shape[-1])
         if y1 <= y0 or x1 <= x0:
             return np.empty((max(0, y1 - y0), max(0, x1 - x0)), array.dtype)
+        flip_y, flip_x = ("y" in self.stored.flipped), ("x" in self.stored.flipped)
+        if flip_y:  # the stored rows of the window, read and then reversed
+            y0, y1 = array.shape[-2] - y1, array.shape[-2] - y0
+        if flip_x:
+            x0, x1 = array.shape[-1] - x1, array.shape[-1] - x0
+        window = self._stored_window(array, variable, lead, y0, y1, x0, x1)
+        return window[:: -1 if flip_y else 1, :: -1 if flip_x else 1]
+
+    def _stored_window(
+        self, array: _Array, variable: str, lead: tuple[int, ...], y0: int, y1: int, x0: int, x1: int
+    ) -> np.ndarray:
+        """Rows [y0, y1) and columns [x0, x1) of the stored array at ``lead``, as stored."""
         cy, cx = array.chunks[-2:]
         lead_key = [str(i // c) for i, c in zip(lead, array.chunks[:-2], strict=True)]
         within = tuple(i % c for i, c in zip(lead, array.chunks[:-2], strict=True))
@@ -190,10 +213,10 @@ def _fill_is_harmless(variable: xr.Variable, array: _Array) -> bool:
 class CubePlanes:
     """The direct chunk path for the variables that have one, xarray for the rest."""
 
-    def __init__(self, location: str, ds: xr.Dataset):
+    def __init__(self, location: str, ds: xr.Dataset, stored: StoredOrder = AS_STORED):
         self.dataset = DatasetPlanes(ds)
         self.shape = self.dataset.shape
-        self.chunks = _direct_reader(location, ds)
+        self.chunks = _direct_reader(location, ds, stored)
         sar = [self.chunks.arrays[v] for v in ("vv", "vh") if self.chunks and self.chunks.supports(v)]
         self.tile_width = sar[0].chunks[-1] if sar else None
 
@@ -203,12 +226,12 @@ class CubePlanes:
         return self.dataset.plane(variable, index, rows, cols)
 
 
-def _direct_reader(location: str, ds: xr.Dataset) -> ChunkPlanes | None:
+def _direct_reader(location: str, ds: xr.Dataset, stored: StoredOrder) -> ChunkPlanes | None:
     """A ChunkPlanes for a local zarr v2 directory or zip, else None."""
     if "://" in location or not Path(location).exists():
         return None
     try:
-        reader = ChunkPlanes(location, ds)
+        reader = ChunkPlanes(location, ds, stored)
     except (OSError, ValueError, KeyError, zipfile.BadZipFile):  # not a v2 layout we know: xarray reads it
         return None
     return reader if reader.arrays else None

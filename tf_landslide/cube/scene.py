@@ -11,8 +11,9 @@ import xarray as xr
 
 from tf_landslide.config import CubeConfig
 from tf_landslide.cube import channels as channels_lib
-from tf_landslide.cube import events, schema
-from tf_landslide.cube.open import open_cube, validate_cube
+from tf_landslide.cube import events, planes, schema
+from tf_landslide.cube.conform import AS_STORED, StoredOrder
+from tf_landslide.cube.open import IN_MEMORY, open_conformed, validate_cube
 
 log = logging.getLogger("tf_landslide.cube")
 
@@ -21,21 +22,32 @@ log = logging.getLogger("tf_landslide.cube")
 class Scene:
     """Every choice about a cube that does not need its pixels."""
 
-    location: str
-    ds: xr.Dataset
+    location: str  # IN_MEMORY for a Dataset given in memory
+    ds: xr.Dataset  # canonical (``conform``)
     config: channels_lib.ChannelConfig
     event: events.Event
     acquisitions: channels_lib.Acquisitions
     pairs: dict
+    stored: StoredOrder = AS_STORED
+    changes: tuple[str, ...] = ()  # what conforming the cube changed
 
     @property
     def plan(self) -> channels_lib.ChannelPlan:
         return channels_lib.ChannelPlan(self.config.channels, self.acquisitions, tuple(sorted(self.pairs.items())))
 
+    def reader(self) -> planes.CubePlanes:
+        """A reader of the cube's planes (decoding chunks itself where it can)."""
+        return planes.CubePlanes(self.location, self.ds, self.stored)
 
-def open_scene(location: str, cube: CubeConfig, config: channels_lib.ChannelConfig, need_labels: bool = True) -> Scene:
-    """Open and validate the cube at ``location`` and choose its event, orbit and acquisitions."""
-    ds = open_cube(location)
+
+def open_scene(
+    source: str | xr.Dataset, cube: CubeConfig, config: channels_lib.ChannelConfig, need_labels: bool = True
+) -> Scene:
+    """Open and validate the cube (a location, or a Dataset in memory) and choose its event,
+    orbit and acquisitions."""
+    conformed = open_conformed(source)
+    location = IN_MEMORY if isinstance(source, xr.Dataset) else source
+    ds = conformed.ds
     validate_cube(ds, need_insar=config.needs_insar, need_labels=need_labels)
     event = events.resolve_event(cube.event, cube.event_start, cube.event_end, location, ds.attrs)
     orbit = channels_lib.resolve_orbit(ds, cube.orbit)
@@ -44,7 +56,7 @@ def open_scene(location: str, cube: CubeConfig, config: channels_lib.ChannelConf
     else:
         acquisitions = channels_lib.Acquisitions(orbit, (), ())
     pairs = channels_lib.select_pairs(ds, event, orbit) if config.needs_insar else {}
-    return Scene(location, ds, config, event, acquisitions, pairs)
+    return Scene(location, ds, config, event, acquisitions, pairs, conformed.stored, conformed.changes)
 
 
 def georeference(ds: xr.Dataset) -> dict:
@@ -71,7 +83,7 @@ def cube_identity(ds: xr.Dataset, location: str) -> dict:
     """What identifies a cube in a manifest: where it is, its grid, variables, times and attributes."""
     times = ds[schema.TIME_DIM].values
     return {
-        "location": location if "://" in location else os.path.abspath(location),
+        "location": location if "://" in location or location == IN_MEMORY else os.path.abspath(location),
         "sizes": {k: int(v) for k, v in ds.sizes.items()},
         "variables": sorted(ds.data_vars),
         "first_time": str(times.min()),

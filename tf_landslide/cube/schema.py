@@ -1,4 +1,10 @@
-"""Names of the datacube schema (see ``shared/datacube-schema.md``), in one place."""
+"""Names of the datacube schema (see ``shared/datacube-schema.md``), in one place, and the error
+for cubes that cannot be used as asked."""
+
+
+class CubeError(ValueError):
+    """The cube cannot be used as asked: the message says what is wrong and what to do."""
+
 
 TIME_DIM = "timestep"
 PAIR_DIM = "timepair"
@@ -17,5 +23,5 @@ REQUIRED_VARIABLES = {
 }
 OPTIONAL_VARIABLES = {name: (PAIR_DIM, *SPATIAL_DIMS) for name in INSAR_VARIABLES}
 
-# Orbit flag values in ``sat:orbit_state`` (STAC sat extension, first letter kept by the cubes).
+# Orbit codes of the canonical ``sat:orbit_state`` (the first letter of the STAC sat extension's values).
 ORBIT_CODES = {"ascending": "a", "descending": "d"}

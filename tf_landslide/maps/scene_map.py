@@ -14,6 +14,7 @@ import shutil
 import time
 
 import numpy as np
+import xarray as xr
 
 from tf_landslide import data, storage, train_lib
 from tf_landslide.config import MapConfig
@@ -75,11 +76,11 @@ def _publish(staging: str, out: str) -> None:
         os.replace(staging, local)
 
 
-def make_map(cfg: MapConfig, predictor=None) -> dict:
+def make_map(cfg: MapConfig, predictor=None, cube: xr.Dataset | None = None) -> dict:
     """Map the cube, write the outputs ``cfg.outputs`` and map.json; return the summary.
 
     ``predictor`` replaces the run's Keras model (tests); it takes raw windows like
-    ``keras_predictor``'s result.
+    ``keras_predictor``'s result. ``cube``: a Dataset in memory to map instead of ``cfg.cube``.
     """
     unknown = sorted(set(cfg.outputs) - set(MAP_OUTPUTS))
     if unknown:
@@ -93,7 +94,7 @@ def make_map(cfg: MapConfig, predictor=None) -> dict:
             f"use the run's flagfile ({os.path.join(cfg.model_dir, 'flags.txt')}) or another --model_dir"
         )
     config = resolve_channel_config(trained["name"], manifest["channels"], trained["timesteps"])
-    scene = open_scene(cube_location(cfg.cube), cfg.cube, config, need_labels=False)
+    scene = open_scene(cube_location(cfg.cube) if cube is None else cube, cfg.cube, config, need_labels=False)
     out = _output_dir(cfg)
     predictor = predictor or keras_predictor(cfg.model_dir, cfg.checkpoint, manifest, tiling.window)
     staging = storage.staging_beside(out)
@@ -112,7 +113,7 @@ def make_map(cfg: MapConfig, predictor=None) -> dict:
 def _write_map(cfg: MapConfig, tiling: Tiling, manifest: dict, scene: Scene, predictor, staging: str) -> dict:
     """Map ``scene`` into the local folder ``staging``; return the summary."""
     config, ds, georef = scene.config, scene.ds, georeference(scene.ds)
-    reader = planes.CubePlanes(scene.location, ds)
+    reader = scene.reader()
     height, width = georef["height"], georef["width"]
     labelled = schema.LABEL_VARIABLE in ds.data_vars
     same_cube = is_same_cube(manifest["cube"], ds)
