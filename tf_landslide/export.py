@@ -48,11 +48,11 @@ import tf_landslide
 from tf_landslide import chips as chips_lib
 from tf_landslide import records, storage
 from tf_landslide import shards as shards_lib
-from tf_landslide.config import CubeConfig, ExportConfig
+from tf_landslide.config import ExportConfig
 from tf_landslide.cube import channels as channels_lib
-from tf_landslide.cube import events, planes, schema, synthetic
+from tf_landslide.cube import events, planes, schema
 from tf_landslide.cube.open import IN_MEMORY, acquisitions_by_orbit, open_conformed, orbit_codes
-from tf_landslide.cube.scene import Scene, cube_identity, georeference, open_scene
+from tf_landslide.cube.scene import Scene, cache_dir, cube_identity, cube_location, georeference, open_scene
 from tf_landslide.normalisation import ChannelMoments
 from tf_landslide.shards import ChipEntry, ShardStream, SpoolReader
 
@@ -70,20 +70,6 @@ TRAIN = chips_lib.SPLITS.index("train")
 
 class ExportError(RuntimeError):
     """The export cannot proceed as asked (existing outputs, bad settings)."""
-
-
-def cache_dir(cube: CubeConfig) -> str:
-    """Where the embedded cube is generated and remote exports are staged."""
-    return cube.cache_dir or os.path.join(os.path.expanduser("~"), ".cache", "tf_landslide")
-
-
-def cube_location(cube: CubeConfig) -> str:
-    """The cube to read: the given path/URL, or the embedded cube (generated on first use)."""
-    if cube.cube:
-        return cube.cube
-    cache = cache_dir(cube)
-    log.info("no --cube given: using the embedded synthetic cube in %s", cache)
-    return str(synthetic.embedded_cube(cache))
 
 
 @dataclasses.dataclass(frozen=True)

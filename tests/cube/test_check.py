@@ -35,12 +35,14 @@ def test_configurations_are_those_the_acquisitions_allow(report):
     assert "4 descending acquisitions needed strictly before the event start" in t4.problem
     t1 = next(f for f in report.feasible if f.config.name == "vv_t1")
     assert t1.before == ("2018-08-24T20:40:12",) and t1.after == ("2018-09-05T20:40:12",)
-    assert "  vv_t1 " in str(report) and "ok: before 2018-08-24T20:40:12; after 2018-09-05T20:40:12" in str(report)
+    assert "  t1  before 2018-08-24T20:40  |  after 2018-09-05T20:40\n" in str(report)
+    assert "  no: vv_t4, vh_t4, vv_vh_t4, vv_vh_dem_t4: 4 descending acquisitions needed" in str(report)
 
 
 def test_coherence_channels_name_their_pairs(report):
     coherence = next(f for f in report.feasible if f.config.needs_insar)
-    assert coherence.ok and set(coherence.pairs) == {"20180824_20180905", "20180812_20180824"}
+    assert coherence.ok and coherence.pairs == ("coevent 20180824_20180905", "preevent 20180812_20180824")
+    assert "vv_vh_coherence_t1 (pairs coevent 20180824_20180905, preevent 20180812_20180824)" in str(report)
 
 
 def test_without_orbits_nothing_but_orbit_any_is_exportable(tiny_cube):
@@ -88,7 +90,7 @@ def test_the_command_prints_the_report_and_exits_by_what_can_be_exported(tiny_cu
     # An event before every acquisition: nothing has pre-event data, and DEM-only needs none.
     early = [*run, tiny_cube, "--event_start=2018-01-01T00:00:00Z", "--orbit=ascending"]
     done = subprocess.run(early, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0 and "  dem " in done.stdout
+    assert done.returncode == 0 and "  ok: dem\n" in done.stdout
     missing = subprocess.run([*run, str(tmp_path / "absent.zarr")], capture_output=True, text=True, timeout=120)
     assert missing.returncode == 2 and "does not exist" in missing.stdout
     ds = xr.open_zarr(tiny_cube, chunks=None).drop_vars(schema.ORBIT_COORD)

@@ -1,12 +1,13 @@
 """Preflight: what a cube holds, what opening it conformed, and which configurations it can feed.
 
-    python -m tf_landslide.cube.check CUBE [--event=hokkaido | --event_start=... --event_end=...]
+    python -m tf_landslide.cube.check [CUBE] [--event=hokkaido | --event_start=... --event_end=...]
                                            [--orbit=auto|descending|ascending|both|any]
                                            [--flagfile=configs/<config>.flags]
 
 Run it before anything else on a cube another tool wrote: it reads the coordinates and the
-label raster only, takes the export's flags (a flagfile too), and exits with 0 when at least
-one configuration can be exported, 1 when none can, 2 when the cube cannot be opened.
+label raster only, takes the export's flags (a flagfile too; no CUBE and no --cube: the
+embedded cube), and exits with 0 when at least one configuration can be exported, 1 when none
+can, 2 when the cube cannot be opened.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ class Feasibility:
     problem: str | None  # why not, or None
     before: tuple[str, ...] = ()  # acquisition times used, ISO
     after: tuple[str, ...] = ()
-    pairs: tuple[str, ...] = ()  # InSAR pair labels used
+    pairs: tuple[str, ...] = ()  # InSAR pairs used: 'coevent 20180824_20180905', ...
 
     @property
     def ok(self) -> bool:
@@ -78,7 +79,7 @@ def preflight(
     location = IN_MEMORY if isinstance(source, xr.Dataset) else source
     lines = [f"cube: {location}"]
     lines += _grid_lines(ds)
-    lines.append("variables: " + ", ".join(f"{name}{tuple(ds[name].dims)} {ds[name].dtype}" for name in ds.data_vars))
+    lines.append("variables: " + _grouped_variables(ds))
     missing = [name for name in schema.REQUIRED_VARIABLES if name not in ds.data_vars]
     if missing:
         lines.append(f"missing: {', '.join(missing)}")
@@ -105,11 +106,40 @@ def preflight(
         else Feasibility(config, "no orbit chosen (see above)")
         for config in configs
     )
-    lines.append(f"configurations ({sum(f.ok for f in feasible)} of {len(feasible)} can be exported):")
-    width = max(len(f.config.name) for f in feasible)
-    for f in feasible:
-        lines.append(f"  {f.config.name:<{width}}  " + (_used(f) if f.ok else f"no: {f.problem}"))
+    lines += _feasibility_lines(feasible, chosen_orbit)
     return Report(tuple(lines), feasible)
+
+
+def _feasibility_lines(feasible: tuple[Feasibility, ...], orbit: str | None) -> list[str]:
+    """The acquisitions each number of timesteps takes, then the configurations grouped by outcome."""
+    lines = []
+    by_k = {f.config.timesteps: f for f in feasible if f.config.needs_sar and f.ok}
+    if by_k:
+        lines.append(f"acquisitions the SAR channels average ({orbit} orbit):")
+        for k, f in sorted(by_k.items()):
+            lines.append(f"  t{k}  before {', '.join(_minutes(f.before))}  |  after {', '.join(_minutes(f.after))}")
+    lines.append(f"configurations ({sum(f.ok for f in feasible)} of {len(feasible)} can be exported):")
+    ok = [f.config.name + (f" (pairs {', '.join(f.pairs)})" if f.pairs else "") for f in feasible if f.ok]
+    if ok:
+        lines.append("  ok: " + ", ".join(ok))
+    problems: dict[str, list[str]] = {}
+    for f in feasible:
+        if not f.ok:
+            problems.setdefault(f.problem, []).append(f.config.name)
+    lines += [f"  no: {', '.join(names)}: {problem}" for problem, names in problems.items()]
+    return lines
+
+
+def _minutes(times: tuple[str, ...]) -> list[str]:
+    return [t[:16] for t in times]
+
+
+def _grouped_variables(ds: xr.Dataset) -> str:
+    """'vh, vv (timestep, y, x) float32; dem, ... (y, x) float32': variables grouped by dims and dtype."""
+    groups: dict[tuple, list[str]] = {}
+    for name in sorted(ds.data_vars):
+        groups.setdefault((ds[name].dims, str(ds[name].dtype)), []).append(name)
+    return "; ".join(f"{', '.join(names)} ({', '.join(dims)}) {dtype}" for (dims, dtype), names in groups.items())
 
 
 def _grid_lines(ds: xr.Dataset) -> list[str]:
@@ -176,22 +206,14 @@ def _feasibility(
         pairs = channels_lib.select_pairs(ds, event, orbit) if config.needs_insar else {}
     except CubeError as error:
         return Feasibility(config, _first_sentence(str(error)))
-    labels = tuple(str(ds[schema.PAIR_DIM].values[i]) for _, i in sorted(pairs.items()))
+    labels = tuple(
+        f"{name.removeprefix('coherence_')} {ds[schema.PAIR_DIM].values[i]}" for name, i in sorted(pairs.items())
+    )
     return Feasibility(config, None, before, after, labels)
 
 
 def _first_sentence(text: str) -> str:
     return text.split(". ")[0]
-
-
-def _used(f: Feasibility) -> str:
-    parts = []
-    if f.before:
-        parts.append(f"before {', '.join(f.before)}")
-        parts.append(f"after {', '.join(f.after)}")
-    if f.pairs:
-        parts.append(f"pairs {', '.join(f.pairs)}")
-    return "ok: " + ("; ".join(parts) if parts else "static channels only")
 
 
 def main(argv: list[str]) -> int:
@@ -201,10 +223,9 @@ def main(argv: list[str]) -> int:
     if len(argv) > 2 or (len(argv) == 2 and values.cube):
         print(f"give the cube once, as CUBE or --cube; got {argv[1:]} and --cube={values.cube!r}")
         return 2
-    cube = argv[1] if len(argv) == 2 else values.cube
-    if not cube:
-        print("usage: python -m tf_landslide.cube.check CUBE [--event=... | --event_start=...] [--orbit=...]")
-        return 2
+    from tf_landslide.cube.scene import cube_location
+
+    cube = argv[1] if len(argv) == 2 else cube_location(landslide_flags.cube_config(values))
     try:
         report = preflight(
             cube, values.event or "", values.event_start, values.event_end, values.orbit, values.acquisition_rule

@@ -16,7 +16,9 @@ the boundary meets an encoding variant:
   numpy 2's StringDType from zarr-python 3, bytes);
 * ``y`` descending (north-up, as rasters are), ``x`` ascending, both float64 on a regular grid
   (float32 coordinates are refitted: float32 rounds a UTM northing to half a metre);
-* ``spatial_ref`` a coordinate; ``time`` a name for ``timestep``; ``VV``/``VH`` for ``vv``/``vh``.
+* the CRS in a ``spatial_ref`` coordinate (rioxarray's), also where a writer kept it elsewhere
+  (stackstac: ``attrs['crs']``, ``epsg``); ``time`` a name for ``timestep``; ``VV``/``VH``
+  for ``vv``/``vh``.
 
 Data variables keep their stored dtypes: converting them here would read them (xarray's
 ``astype`` is not lazy); the plane readers return them as float32 channels, and labels are read
@@ -85,8 +87,7 @@ def conform(raw: xr.Dataset) -> Conformed:
     """The canonical form of ``raw`` (see the module docstring); lazy: reads coordinates only."""
     changes: list[str] = []
     ds = _rename_aliases(raw, changes)
-    if "spatial_ref" in ds.data_vars:
-        ds = ds.set_coords("spatial_ref")
+    ds = _conform_crs(ds, changes)
     ds = _conform_strings(ds, changes)
     order = None
     if schema.TIME_DIM in ds.dims:
@@ -110,6 +111,28 @@ def _rename_aliases(ds: xr.Dataset, changes: list[str]) -> xr.Dataset:
     return ds
 
 
+def _conform_crs(ds: xr.Dataset, changes: list[str]) -> xr.Dataset:
+    """The CRS in a ``spatial_ref`` coordinate, as rioxarray writes it, wherever the writer put it.
+
+    stackstac keeps it in ``attrs['crs']`` and an ``epsg`` coordinate; rioxarray reads the first.
+    """
+    if "spatial_ref" in ds.data_vars:
+        ds = ds.set_coords("spatial_ref")
+    if "spatial_ref" in ds.coords:
+        return ds
+    import rioxarray  # noqa: F401  (registers .rio)
+
+    crs = ds.rio.crs
+    where = "the 'crs' attribute"
+    for name in ("epsg", "proj:epsg"):
+        if crs is None and name in ds.coords and ds[name].size == 1 and np.isfinite(float(ds[name].values)):
+            crs, where = f"EPSG:{int(ds[name].values)}", f"the {name!r} coordinate"
+    if crs is None:
+        return ds  # georeference() warns: maps of it cannot be placed
+    changes.append(f"CRS {crs} from {where}, written as the 'spatial_ref' coordinate")
+    return ds.rio.write_crs(crs)
+
+
 def as_text(values) -> np.ndarray:
     """Strings of any storage as numpy ``<U`` (missing values as ''), same shape.
 
@@ -131,13 +154,14 @@ def _text_of(value) -> str:
     return str(value)
 
 
-def _is_text(variable: xr.Variable) -> bool:
-    return variable.dtype.kind in "OST" and variable.dtype.kind != "U"
+def _is_stored_text(dtype: np.dtype) -> bool:
+    """Objects, numpy 2's StringDType or bytes: text not yet in numpy's ``<U``."""
+    return dtype.kind in "OST"
 
 
 def _conform_strings(ds: xr.Dataset, changes: list[str]) -> xr.Dataset:
     """Every string coordinate as ``<U`` (the time coordinate is the time step's business)."""
-    names = [name for name, coord in ds.coords.items() if _is_text(coord.variable) and name != schema.TIME_DIM]
+    names = [name for name, coord in ds.coords.items() if _is_stored_text(coord.dtype) and name != schema.TIME_DIM]
     if not names:
         return ds
     described = [f"{name} ({ds[name].dtype})" for name in names]
@@ -200,7 +224,7 @@ def _utc_times(values: np.ndarray, attrs: dict) -> tuple[np.ndarray, str]:
             )
         return _decode_cf(values, *match.groups()), f"decoded from CF {values.dtype} '{attrs['units']}'"
     try:  # objects (datetimes, Timestamps, possibly time-zone aware) or ISO strings
-        index = pd.to_datetime(as_text(values) if _is_text(xr.Variable("t", values)) else values, utc=True)
+        index = pd.to_datetime(as_text(values) if _is_stored_text(values.dtype) else values, utc=True)
     except (ValueError, TypeError) as error:
         raise CubeError(f"cannot read {schema.TIME_DIM!r} ({values.dtype}) as times: {error}") from error
     return index.tz_localize(None).to_numpy("datetime64[ns]"), f"parsed from {values.dtype} to UTC"

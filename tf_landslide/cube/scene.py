@@ -11,11 +11,25 @@ import xarray as xr
 
 from tf_landslide.config import CubeConfig
 from tf_landslide.cube import channels as channels_lib
-from tf_landslide.cube import events, planes, schema
+from tf_landslide.cube import events, planes, schema, synthetic
 from tf_landslide.cube.conform import AS_STORED, StoredOrder
 from tf_landslide.cube.open import IN_MEMORY, open_conformed, validate_cube
 
 log = logging.getLogger("tf_landslide.cube")
+
+
+def cache_dir(cube: CubeConfig) -> str:
+    """Where the embedded cube is generated and remote exports are staged."""
+    return cube.cache_dir or os.path.join(os.path.expanduser("~"), ".cache", "tf_landslide")
+
+
+def cube_location(cube: CubeConfig) -> str:
+    """The cube to read: the given path/URL, or the embedded cube (generated on first use)."""
+    if cube.cube:
+        return cube.cube
+    cache = cache_dir(cube)
+    log.info("no --cube given: using the embedded synthetic cube in %s", cache)
+    return str(synthetic.embedded_cube(cache))
 
 
 @dataclasses.dataclass

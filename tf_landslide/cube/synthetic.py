@@ -360,12 +360,54 @@ def _template(spec: SyntheticCubeSpec, scene: _Scene, times, orbits, pairs) -> x
     return ds
 
 
-def write_cube(spec: SyntheticCubeSpec, path: str | os.PathLike, zarr_format: int = 2) -> Path:
+@dataclasses.dataclass(frozen=True)
+class Dialect:
+    """How a cube is stored, as the tools that write real cubes differ; the content is the same.
+
+    The default is what the published cubes are inferred to hold. The others are what other
+    writers produce, so the suite knows more than one dialect (``tests/cube/foreign.py`` writes
+    them without this generator, as other tools do).
+    """
+
+    strings: str = "unicode"  # 'unicode' (<U), 'object' (vlen-utf8: pandas, stackstac), or 'bytes'
+    orbit_labels: str = "short"  # 'short' ('a'/'d') or 'long' ('ascending'/'descending', STAC's)
+    time_units: str = ""  # CF units for timestep (e.g. 'days since 2018-01-01', float64); '' = xarray's
+    y_ascending: bool = False  # rows stored south-up
+    consolidated: bool = True
+
+
+PUBLISHED = Dialect()
+_ORBIT_WORDS = {"a": "ascending", "d": "descending"}
+
+
+def _in_dialect(ds: xr.Dataset, dialect: Dialect) -> tuple[xr.Dataset, dict]:
+    """``ds`` with its strings, orbit labels and row order as ``dialect`` stores them; extra encodings."""
+    orbits = ds[schema.ORBIT_COORD].values
+    if dialect.orbit_labels == "long":
+        orbits = np.array([_ORBIT_WORDS[code] for code in orbits.tolist()])
+    kind = {"unicode": str, "object": object, "bytes": "S"}[dialect.strings]
+    ds = ds.assign_coords(
+        {
+            schema.ORBIT_COORD: (schema.TIME_DIM, orbits.astype(kind)),
+            schema.PAIR_DIM: ds[schema.PAIR_DIM].values.astype(kind),
+        }
+    )
+    if dialect.y_ascending:
+        ds = ds.isel(y=slice(None, None, -1))
+    encoding = {}
+    if dialect.time_units:
+        encoding[schema.TIME_DIM] = {"units": dialect.time_units, "dtype": "float64"}
+    return ds, encoding
+
+
+def write_cube(
+    spec: SyntheticCubeSpec, path: str | os.PathLike, zarr_format: int = 2, dialect: Dialect = PUBLISHED
+) -> Path:
     """Write a synthetic cube to ``path`` (a new ``.zarr`` directory) and return the path.
 
     Time series are written one (timestep, band of ``spec.chunk`` rows) at a time, so memory
     holds the static 2-D fields and a few bands, never the cube. The directory appears only
-    when complete (written beside it, then renamed).
+    when complete (written beside it, then renamed). ``dialect``: how it is stored.
     """
     path = Path(path)
     if path.exists():
@@ -374,31 +416,45 @@ def write_cube(spec: SyntheticCubeSpec, path: str | os.PathLike, zarr_format: in
     times, orbits = acquisition_times(spec)
     pairs = insar_pairs(times, orbits)
     event = np.datetime64(spec.event_time, "ns")
-    ds = _template(spec, scene, times, orbits, pairs)
-    encoding = {name: {"chunks": (1, spec.chunk, spec.chunk)} for name in ("vv", "vh", "coherence", "interferogram")}
+    ds, encoding = _in_dialect(_template(spec, scene, times, orbits, pairs), dialect)
+    for name in ("vv", "vh", "coherence", "interferogram"):
+        encoding[name] = {"chunks": (1, spec.chunk, spec.chunk)}
     for name in schema.DEM_VARIABLES + (schema.LABEL_VARIABLE,):
         encoding[name] = {"chunks": (spec.chunk, spec.chunk)}
+
+    def stored(rows: slice) -> slice:  # the rows of a band where the dialect stores them
+        return slice(spec.height - rows.stop, spec.height - rows.start) if dialect.y_ascending else rows
+
+    def oriented(band: np.ndarray) -> np.ndarray:
+        return band[..., ::-1, :] if dialect.y_ascending else band
 
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=path.name + ".partial-", dir=path.parent))
     try:
-        ds.to_zarr(staging, mode="w", compute=False, zarr_format=zarr_format, consolidated=True, encoding=encoding)
+        ds.to_zarr(
+            staging,
+            mode="w",
+            compute=False,
+            zarr_format=zarr_format,
+            consolidated=dialect.consolidated,
+            encoding=encoding,
+            safe_chunks=False,  # the placeholders are never written (compute=False); the bands below are, in turn
+        )
         group = zarr.open_group(str(staging), mode="r+")
         bands = [slice(y0, min(y0 + spec.chunk, spec.height)) for y0 in range(0, spec.height, spec.chunk)]
         for t, (time, orbit) in enumerate(zip(times, orbits, strict=False)):
             doy = pd.Timestamp(time).day_of_year
             for pol in schema.SAR_VARIABLES:
                 for rows in bands:
-                    group[pol][t, rows, :] = _backscatter_band(
-                        spec, scene, rows, pol, t, time, orbit, time > event, doy
-                    )
+                    band = _backscatter_band(spec, scene, rows, pol, t, time, orbit, time > event, doy)
+                    group[pol][t, stored(rows), :] = oriented(band)
         for p, (a, b) in enumerate(pairs):
             days = (times[b] - times[a]) / np.timedelta64(1, "D")
             spans = times[a] < event < times[b]
             for rows in bands:
                 coh, ifg = _coherence_band(spec, scene, rows, p, a, b, orbits[a], spans, days)
-                group["coherence"][p, rows, :] = coh
-                group["interferogram"][p, rows, :] = ifg
+                group["coherence"][p, stored(rows), :] = oriented(coh)
+                group["interferogram"][p, stored(rows), :] = oriented(ifg)
         os.replace(staging, path)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -21,8 +21,7 @@ from tf_landslide.config import MapConfig
 from tf_landslide.cube import planes, schema
 from tf_landslide.cube.channels import resolve_channel_config
 from tf_landslide.cube.open import check_labels
-from tf_landslide.cube.scene import Scene, georeference, is_same_cube, open_scene, pixel_area
-from tf_landslide.export import cube_location
+from tf_landslide.cube.scene import Scene, cube_location, georeference, is_same_cube, open_scene, pixel_area
 from tf_landslide.maps import outputs, polygons
 from tf_landslide.maps.tiling import Tiling, blend
 
