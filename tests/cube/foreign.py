@@ -24,6 +24,7 @@ API::
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import functools
@@ -40,6 +41,9 @@ import zarr.errors
 
 if TYPE_CHECKING:
     import pystac
+
+# zarr-python 2 (2.18) writes zarr v2 only: the v3 variants are for zarr-python 3.
+ZARR_3 = int(zarr.__version__.split(".")[0]) >= 3
 
 # --- The canonical grid and acquisition plan ----------------------------------------------------
 
@@ -329,11 +333,13 @@ def write_variant(scene: ForeignScene, name: str, path) -> str:
     path = str(path)
     # Encoding chunks in batches only saves time (the stored bytes are the same): zarr-python 3
     # otherwise spends about 0.4 ms of CPU per chunk, and a variant has about 1,500 chunks.
-    with warnings.catch_warnings(), zarr.config.set({"codec_pipeline.batch_size": 64}):
-        # Both are expected here: v3 consolidated metadata and v3 fixed-width string/bytes
-        # dtypes are not in the zarr v3 spec yet, which is exactly what some writers produce.
-        warnings.simplefilter("ignore", zarr.errors.ZarrUserWarning)
-        warnings.simplefilter("ignore", zarr.errors.UnstableSpecificationWarning)
+    batched = zarr.config.set({"codec_pipeline.batch_size": 64}) if ZARR_3 else contextlib.nullcontext()
+    with warnings.catch_warnings(), batched:
+        if ZARR_3:
+            # Both are expected here: v3 consolidated metadata and v3 fixed-width string/bytes
+            # dtypes are not in the zarr v3 spec yet, which is exactly what some writers produce.
+            warnings.simplefilter("ignore", zarr.errors.ZarrUserWarning)
+            warnings.simplefilter("ignore", zarr.errors.UnstableSpecificationWarning)
         store.ds.to_zarr(
             path,
             mode="w-",
@@ -500,9 +506,11 @@ def _set_time_units(units: str, zarr_format: int) -> Callable[[str], None]:
     """A patch that rewrites the stored time units and re-consolidates the metadata."""
 
     def patch(path: str) -> None:
-        group = zarr.open_group(path, mode="r+", zarr_format=zarr_format)
+        # zarr-python 2 has no zarr_format argument: it opens and consolidates v2 only.
+        fmt = {"zarr_format": zarr_format} if ZARR_3 else {}
+        group = zarr.open_group(path, mode="r+", **fmt)
         group["timestep"].attrs["units"] = units
-        zarr.consolidate_metadata(path, zarr_format=zarr_format)
+        zarr.consolidate_metadata(path, **fmt)
 
     return patch
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
+from tests.conftest import ZARR_3, needs_zarr3
 from tf_landslide.cube import schema
 from tf_landslide.cube.open import (
     CubeError,
@@ -63,40 +64,45 @@ def reference(tiny_cube):
 
 
 @pytest.fixture(scope="module")
-def locations(tmp_path_factory, tiny_cube, tiny_cube_v3):
-    """Every way a user can point at the tiny cube."""
+def locations(tmp_path_factory, tiny_cube, request):
+    """Every way a user can point at the tiny cube (the v3 ones only under zarr-python 3)."""
     folder = tmp_path_factory.mktemp("zips")
     zip_v2 = zip_store(tiny_cube, folder / "hokkaido_japan.zip")
-    zip_v3 = zip_store(tiny_cube_v3, folder / "hokkaido_japan_v3.zip")
     zip_flat = zip_store(tiny_cube, folder / "flat.zip", inner="", dir_entries=False)
     memory_path = f"/tf_landslide_tests/{uuid.uuid4().hex}/hokkaido_japan.zip"
     memory = fsspec.filesystem("memory")
     memory.pipe(memory_path, Path(zip_v2).read_bytes())
-    yield {
+    paths = {
         "dir_v2": tiny_cube,
-        "dir_v3": tiny_cube_v3,
         "zip_v2": zip_v2,
-        "zip_v3": zip_v3,
         "zip_store_at_root": zip_flat,
         "url_dir_v2": "file://" + os.path.abspath(tiny_cube),
-        "url_dir_v3": "file://" + os.path.abspath(tiny_cube_v3),
         "url_zip_v2": "file://" + os.path.abspath(zip_v2),
-        "url_zip_v3": "file://" + os.path.abspath(zip_v3),
         "memory_zip": "memory://" + memory_path,
     }
+    if ZARR_3:
+        tiny_cube_v3 = request.getfixturevalue("tiny_cube_v3")
+        zip_v3 = zip_store(tiny_cube_v3, folder / "hokkaido_japan_v3.zip")
+        paths |= {
+            "dir_v3": tiny_cube_v3,
+            "zip_v3": zip_v3,
+            "url_dir_v3": "file://" + os.path.abspath(tiny_cube_v3),
+            "url_zip_v3": "file://" + os.path.abspath(zip_v3),
+        }
+    yield paths
     memory.rm(memory_path)
 
 
 READERS = [
     "dir_v2",
-    "dir_v3",
+    pytest.param("dir_v3", marks=needs_zarr3),
     "zip_v2",
-    "zip_v3",
+    pytest.param("zip_v3", marks=needs_zarr3),
     "zip_store_at_root",
     "url_dir_v2",
-    "url_dir_v3",
+    pytest.param("url_dir_v3", marks=needs_zarr3),
     "url_zip_v2",
-    "url_zip_v3",
+    pytest.param("url_zip_v3", marks=needs_zarr3),
     "memory_zip",
 ]
 

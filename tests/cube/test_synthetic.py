@@ -12,6 +12,7 @@ import xarray as xr
 import zarr
 from pyproj import CRS
 
+from tests.conftest import zarr_format_of
 from tf_landslide.cube import schema, synthetic
 from tf_landslide.cube.events import PRESETS
 from tf_landslide.cube.open import check_labels, open_cube, orbit_codes, validate_cube
@@ -92,7 +93,7 @@ def test_zarr_v2_with_consolidated_metadata(tiny_cube):
     store = Path(tiny_cube)
     assert (store / ".zmetadata").is_file() and (store / ".zgroup").is_file()
     assert not (store / "zarr.json").exists()
-    assert zarr.open_group(str(store), mode="r").metadata.zarr_format == 2
+    assert zarr_format_of(zarr.open_group(str(store), mode="r")) == 2
     # Consolidated metadata lists every variable, so readers need one request for the layout.
     consolidated = zarr.open_consolidated(str(store), mode="r")
     assert {"vv", "vh", "landslides", "coherence", "sat:orbit_state"} <= set(consolidated.array_keys())
@@ -101,7 +102,7 @@ def test_zarr_v2_with_consolidated_metadata(tiny_cube):
 def test_zarr_v3_on_request(tiny_cube_v3):
     store = Path(tiny_cube_v3)
     assert (store / "zarr.json").is_file() and not (store / ".zgroup").exists()
-    assert zarr.open_group(str(store), mode="r").metadata.zarr_format == 3
+    assert zarr_format_of(zarr.open_group(str(store), mode="r")) == 3
 
 
 def test_both_orbits_and_the_schedule(cube, tiny_spec):
