@@ -854,7 +854,7 @@ def _assemble(
         "code_version": tf_landslide.__version__,
         "fingerprint": job.fingerprint,
         "settings": job.settings,
-        "cube": {**job.identity, **geo},
+        "cube": {**job.identity, **geo, "conformed": list(job.scene.changes)},
         "event": job.scene.event.as_dict(),
         "orbit": job.scene.acquisitions.orbit,
         "config": job.settings["config"],

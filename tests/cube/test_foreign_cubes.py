@@ -212,3 +212,10 @@ def test_datasets_of_the_stac_tools_conform_in_memory_and_written(tool, tmp_path
         np.testing.assert_array_equal(cube.y.values, SCENE.y)
         assert cube.rio.crs.to_epsg() == foreign.EPSG
         np.testing.assert_array_equal(cube["vh"].isel(timestep=4).values.astype(np.float32), SCENE.vh[4])
+
+
+def test_the_manifest_says_what_was_conformed(written, tmp_path, baseline_export):
+    manifest = export.export(_export_config(CubeConfig(cube=written("y_ascending")), tmp_path))
+    strings, flipped = manifest["cube"]["conformed"]
+    assert strings.startswith("strings as numpy unicode: ") and flipped == "y flipped to descending (north-up)"
+    assert baseline_export["cube"]["conformed"] == [strings]

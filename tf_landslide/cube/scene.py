@@ -44,14 +44,18 @@ class Scene:
     pairs: dict
     stored: StoredOrder = AS_STORED
     changes: tuple[str, ...] = ()  # what conforming the cube changed
+    _reader: planes.CubePlanes | None = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
     def plan(self) -> channels_lib.ChannelPlan:
         return channels_lib.ChannelPlan(self.config.channels, self.acquisitions, tuple(sorted(self.pairs.items())))
 
     def reader(self) -> planes.CubePlanes:
-        """A reader of the cube's planes (decoding chunks itself where it can)."""
-        return planes.CubePlanes(self.location, self.ds, self.stored)
+        """The reader of the cube's planes (decoding chunks itself where it can), made once: it
+        parses the store's metadata, and threads may share it."""
+        if self._reader is None:
+            self._reader = planes.CubePlanes(self.location, self.ds, self.stored)
+        return self._reader
 
 
 def open_scene(
@@ -62,6 +66,8 @@ def open_scene(
     conformed = open_conformed(source)
     location = IN_MEMORY if isinstance(source, xr.Dataset) else source
     ds = conformed.ds
+    if conformed.changes:
+        log.info("conformed the cube at %s: %s", location, "; ".join(conformed.changes))
     validate_cube(ds, need_insar=config.needs_insar, need_labels=need_labels)
     event = events.resolve_event(cube.event, cube.event_start, cube.event_end, location, ds.attrs)
     orbit = channels_lib.resolve_orbit(ds, cube.orbit)

@@ -374,6 +374,8 @@ class Dialect:
     time_units: str = ""  # CF units for timestep (e.g. 'days since 2018-01-01', float64); '' = xarray's
     y_ascending: bool = False  # rows stored south-up
     consolidated: bool = True
+    sar_dtype: str = "float32"  # vv and vh; 'float64' as stackstac's default
+    label_dtype: str = "uint8"  # 'bool', integers, or a float (0/1 and no NaN here)
 
 
 PUBLISHED = Dialect()
@@ -391,6 +393,10 @@ def _in_dialect(ds: xr.Dataset, dialect: Dialect) -> tuple[xr.Dataset, dict]:
             schema.ORBIT_COORD: (schema.TIME_DIM, orbits.astype(kind)),
             schema.PAIR_DIM: ds[schema.PAIR_DIM].values.astype(kind),
         }
+    )
+    ds = ds.assign(
+        {name: ds[name].astype(dialect.sar_dtype) for name in schema.SAR_VARIABLES}
+        | {schema.LABEL_VARIABLE: ds[schema.LABEL_VARIABLE].astype(dialect.label_dtype)}
     )
     if dialect.y_ascending:
         ds = ds.isel(y=slice(None, None, -1))
