@@ -284,7 +284,7 @@ def _conform_orbits(ds: xr.Dataset, changes: list[str]) -> xr.Dataset:
         labels = np.char.lower(np.char.strip(as_text(stored.values)))
         if stored.ndim == 0:
             labels = np.full(n, labels.item())
-            changes.append(f"{schema.ORBIT_COORD} one value for every timestep ({labels[0]!r})")
+            changes.append(f"{schema.ORBIT_COORD} one value for every timestep ({str(labels[0])!r})")
         if stored.ndim > 1 or (stored.ndim == 1 and stored.dims != (schema.TIME_DIM,)):
             problem = (
                 f"{schema.ORBIT_COORD!r} has dims {stored.dims} and {stored.size} values for "
