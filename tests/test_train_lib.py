@@ -943,6 +943,12 @@ class _Lines(logging.Handler):
         self.lines.append(record.getMessage())
 
 
+def _checkpoint_variables(folder: Path) -> list[str]:
+    """Names of the variables in the newest checkpoint of ``folder`` ([] without one)."""
+    latest = tf.train.latest_checkpoint(str(folder)) if folder.exists() else None
+    return [name for name, _ in tf.train.list_variables(latest)] if latest else []
+
+
 def _kill_and_resume(tiny_cube, exported_root, root: Path, kill_in: str, **config) -> types.SimpleNamespace:
     """Run ``config`` in a subprocess killed after ``kill_in``'s on_epoch_end of epoch 1 (0-based), then
     resume it in this process. Records the model folder after the kill and after the resume, and the
@@ -957,6 +963,7 @@ def _kill_and_resume(tiny_cube, exported_root, root: Path, kill_in: str, **confi
         history=read_history(model_dir) if (model_dir / "history.csv").exists() else [],
         state=json.loads(state_path.read_text()) if state_path.exists() else None,
         summary_exists=(model_dir / "train_summary.json").exists(),
+        backup_variables=_checkpoint_variables(model_dir / "backup" / "chief"),
     )
     handler, logger = _Lines(), logging.getLogger("tf_landslide.train")
     level, checkpoint_best = logger.level, []

@@ -16,6 +16,7 @@ The paper's recipe: Adam, learning rate 0.01, weight decay 1e-4, ReduceLROnPlate
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import functools
@@ -325,8 +326,32 @@ def train(cfg: TrainConfig, flags_text: str = "") -> dict:
     tf.keras.utils.set_random_seed(cfg.seed)
     if cfg.input.deterministic:
         tf.config.experimental.enable_op_determinism()
-    if cfg.mixed_precision:
-        tf.keras.mixed_precision.set_global_policy("mixed_float16")
+    with _dtype_policy("mixed_float16" if cfg.mixed_precision else None):
+        summary = _train(cfg, chief, manifest, folder, flags_text)
+    # After the run's policy: the served model computes in float32 whatever trained it.
+    _export_savedmodel(cfg, chief)
+    return summary
+
+
+@contextlib.contextmanager
+def _dtype_policy(name: str | None):
+    """Keras' global dtype policy ``name`` for one run (None: as it is), the previous one after:
+    a caller's later models (evaluation, serving, the next test) are not built mixed by accident."""
+    import tensorflow as tf
+
+    previous = tf.keras.mixed_precision.global_policy()
+    if name:
+        tf.keras.mixed_precision.set_global_policy(name)
+    try:
+        yield
+    finally:
+        tf.keras.mixed_precision.set_global_policy(previous)
+
+
+def _train(cfg: TrainConfig, chief: bool, manifest: dict, folder: str, flags_text: str) -> dict:
+    """``train`` once the records are there and the run is a new or an unfinished one."""
+    import tensorflow as tf
+
     strategy = make_strategy(cfg.cluster)
     workers = cluster_workers(cfg.cluster)
     model_dir = _write_dir(cfg.model_dir, chief)
@@ -351,7 +376,10 @@ def train(cfg: TrainConfig, flags_text: str = "") -> dict:
             optimizer=make_optimizer(cfg),
             loss=tf.keras.losses.BinaryCrossentropy(),
             # Weighted, so the zero-weight padding of multi-replica validation counts for nothing.
-            weighted_metrics=[tf.keras.metrics.AUC(curve="PR", num_thresholds=200, name="pr_auc")],
+            # float32 whatever the policy: under mixed_float16 its confusion variables would be
+            # AutoCastVariables, which AUC's result indexes inside the sync-on-read context of a
+            # distribution strategy, and that read is not supported there.
+            weighted_metrics=[tf.keras.metrics.AUC(curve="PR", num_thresholds=200, name="pr_auc", dtype="float32")],
             jit_compile=cfg.jit_compile,
         )
     if chief:
@@ -390,7 +418,6 @@ def train(cfg: TrainConfig, flags_text: str = "") -> dict:
         storage.write_json(storage.join(model_dir, "train_summary.json"), summary)
     else:
         storage.remove_tree(model_dir)
-    _export_savedmodel(cfg, chief)
     return summary
 
 

@@ -1,0 +1,53 @@
+"""The GPU flags on CPU: ``--mixed_precision`` trains, resumes from a kill, evaluates and serves
+float32 probabilities (every Vertex AI job config passes it)."""
+
+import signal
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tests.test_train_lib import _kill_and_resume, make_config, read_history
+from tf_landslide import evaluate, export, serving, train_lib
+from tf_landslide.config import EvalConfig
+
+
+@pytest.fixture(scope="module")
+def exported_root(tiny_cube, tmp_path_factory):
+    root = tmp_path_factory.mktemp("exported")
+    export.export(make_config(tiny_cube, root).export)
+    return root
+
+
+def test_mixed_precision_trains_evaluates_and_serves_float32(tiny_cube, exported_root, tmp_path):
+    savedmodel = tmp_path / "savedmodel"
+    cfg = make_config(
+        tiny_cube, tmp_path, records=exported_root / "records", mixed_precision=True, savedmodel_dir=str(savedmodel)
+    )
+    summary = train_lib.train(cfg)
+    assert summary["epochs"] == 2
+    # The policy is the run's: what the caller builds next is float32 again.
+    assert tf.keras.mixed_precision.global_policy().name == "float32"
+    history = read_history(cfg.model_dir)
+    assert [row["epoch"] for row in history] == ["0", "1"]
+    assert all(np.isfinite(float(row["loss"])) and 0 <= float(row["val_pr_auc"]) <= 1 for row in history)
+    metrics = evaluate.evaluate(EvalConfig(export=cfg.export, input=cfg.input, model_dir=cfg.model_dir, panel_chips=2))
+    assert 0 < metrics["pr_auc"] <= 1
+    loaded = tf.saved_model.load(str(savedmodel))
+    chips = np.ones((1, 32, 32, 8), np.float32)
+    probability = loaded.signatures[serving.SERVING_DEFAULT](channels=tf.constant(chips))[serving.OUTPUT]
+    assert probability.dtype == tf.float32 and np.isfinite(probability.numpy()).all()
+
+
+def test_a_mixed_precision_run_killed_after_its_backup_resumes_with_its_loss_scale(
+    tiny_cube, exported_root, tmp_path
+):
+    run = _kill_and_resume(tiny_cube, exported_root, tmp_path, "TensorBoard", epochs=3, mixed_precision=True)
+    assert run.killed.code == -signal.SIGKILL, run.killed.output[-4000:]
+    assert run.resumed_epochs == [3]
+    assert [int(row["epoch"]) for row in run.history] == [0, 1, 2]
+    assert all(np.isfinite(float(row["loss"])) for row in run.history)
+    assert tf.keras.mixed_precision.global_policy().name == "float32"
+    # The optimiser's dynamic loss scale is part of what the backup restores.
+    saved = run.killed.backup_variables
+    assert any("loss_scale" in name for name in saved), saved
