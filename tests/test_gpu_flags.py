@@ -1,13 +1,24 @@
 """The GPU flags on CPU: ``--mixed_precision`` trains, resumes from a kill, evaluates and serves
 float32 probabilities (every Vertex AI job config passes it)."""
 
+import json
 import signal
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.test_train_lib import _kill_and_resume, make_config, read_history
+from tests.test_train_lib import (
+    _kill_and_resume,
+    config_args,
+    finish_runners,
+    free_ports,
+    logged_epochs,
+    make_config,
+    read_history,
+    run_runner,
+    start_runner,
+)
 from tf_landslide import evaluate, export, serving, train_lib
 from tf_landslide.config import EvalConfig
 
@@ -39,9 +50,7 @@ def test_mixed_precision_trains_evaluates_and_serves_float32(tiny_cube, exported
     assert probability.dtype == tf.float32 and np.isfinite(probability.numpy()).all()
 
 
-def test_a_mixed_precision_run_killed_after_its_backup_resumes_with_its_loss_scale(
-    tiny_cube, exported_root, tmp_path
-):
+def test_a_mixed_precision_run_killed_after_its_backup_resumes_with_its_loss_scale(tiny_cube, exported_root, tmp_path):
     run = _kill_and_resume(tiny_cube, exported_root, tmp_path, "TensorBoard", epochs=3, mixed_precision=True)
     assert run.killed.code == -signal.SIGKILL, run.killed.output[-4000:]
     assert run.resumed_epochs == [3]
@@ -51,3 +60,45 @@ def test_a_mixed_precision_run_killed_after_its_backup_resumes_with_its_loss_sca
     # The optimiser's dynamic loss scale is part of what the backup restores.
     saved = run.killed.backup_variables
     assert any("loss_scale" in name for name in saved), saved
+
+
+def test_mixed_precision_over_two_replicas(tiny_cube, exported_root, tmp_path):
+    config = config_args(
+        tiny_cube, tmp_path, records=str(exported_root / "records"), batch_size=4, epochs=1, mixed_precision=True
+    )
+    code, output = run_runner({"config": config, "logical_cpus": 2}, tmp_path / "mirrored.log")
+    assert code == 0, output[-4000:]
+    assert "2 replica(s) over 1 worker(s), global batch 4" in output, output[-4000:]
+    assert logged_epochs(output) == [1]
+    (row,) = read_history(tmp_path / "model")
+    assert np.isfinite(float(row["loss"])) and 0 <= float(row["val_pr_auc"]) <= 1
+
+
+def test_mixed_precision_over_two_worker_processes(tiny_cube, exported_root, tmp_path):
+    ports = free_ports(2)
+    processes = []
+    try:
+        for index in (0, 1):
+            cluster = {
+                "cluster": {"worker": [f"localhost:{p}" for p in ports]},
+                "task": {"type": "worker", "index": index},
+            }
+            config = config_args(
+                tiny_cube,
+                tmp_path,
+                records=str(exported_root / "records"),
+                epochs=1,
+                cluster=json.dumps(cluster),
+                mixed_precision=True,
+            )
+            scratch = tmp_path / f"scratch{index}"
+            scratch.mkdir()
+            processes.append(start_runner({"config": config}, tmp_path / f"worker{index}.log", TMPDIR=str(scratch)))
+    finally:
+        outputs = finish_runners(processes)
+    for process, output in zip(processes, outputs, strict=True):
+        assert process.returncode == 0, output[-4000:]
+        assert "2 replica(s) over 2 worker(s), global batch 4" in output, output[-4000:]
+        assert logged_epochs(output) == [1]
+    (row,) = read_history(tmp_path / "model")
+    assert np.isfinite(float(row["loss"]))
