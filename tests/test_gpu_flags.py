@@ -102,3 +102,63 @@ def test_mixed_precision_over_two_worker_processes(tiny_cube, exported_root, tmp
         assert logged_epochs(output) == [1]
     (row,) = read_history(tmp_path / "model")
     assert np.isfinite(float(row["loss"]))
+
+
+# --- --jit_compile: nearest upsampling XLA can differentiate ------------------------------------
+
+
+@pytest.mark.parametrize("arch", ["unet", "fpn", "linknet", "unetplusplus"])
+def test_repeat_upsampling_gives_the_same_values_and_gradients(arch):
+    from tf_landslide.models import ModelConfig, build_model
+    from tf_landslide.models.xla import for_xla
+
+    model = build_model(ModelConfig(arch, "resnet18"), 4, 64)
+    swapped = for_xla(model)
+    replaced = [layer for layer in swapped.layers if type(layer).__name__ == "RepeatUpsampling2D"]
+    assert replaced and not [
+        layer
+        for layer in swapped.layers
+        if isinstance(layer, tf.keras.layers.UpSampling2D) and layer.interpolation == "nearest"
+    ]
+    assert [layer.name for layer in swapped.layers] == [layer.name for layer in model.layers]
+    chips = tf.constant(np.random.default_rng(0).normal(size=(2, 64, 64, 4)).astype(np.float32))
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(chips)
+        outputs = [m(chips, training=True) for m in (model, swapped)]
+        losses = [tf.reduce_sum(out * out) for out in outputs]
+    np.testing.assert_array_equal(outputs[0].numpy(), outputs[1].numpy())
+    gradients = [
+        tape.gradient(loss, [chips, *m.trainable_variables]) for m, loss in zip((model, swapped), losses, strict=True)
+    ]
+    for keras, ours in zip(*gradients, strict=True):
+        # Sums over the repeats in another order: equal to float32 round-off.
+        np.testing.assert_allclose(
+            ours.numpy(), keras.numpy(), rtol=1e-4, atol=1e-4 * float(tf.reduce_max(tf.abs(keras)))
+        )
+
+
+@pytest.mark.parametrize("mixed", [False, True], ids=["xla", "xla_and_mixed"])
+def test_jit_compile_trains(tiny_cube, exported_root, tmp_path, mixed):
+    cfg = make_config(
+        tiny_cube, tmp_path, records=exported_root / "records", epochs=1, jit_compile=True, mixed_precision=mixed
+    )
+    summary = train_lib.train(cfg)
+    assert summary["epochs"] == 1 and np.isfinite(summary["final_loss"])
+    (row,) = read_history(cfg.model_dir)
+    assert 0 <= float(row["val_pr_auc"]) <= 1
+    # The run's weights load into the model as evaluation and serving build it (UpSampling2D).
+    model = train_lib.load_trained_model(cfg.model_dir, "last")
+    assert any(isinstance(layer, tf.keras.layers.UpSampling2D) for layer in model.layers)
+
+
+@pytest.mark.parametrize("arch", ["fpn", "linknet", "unetplusplus"])
+def test_the_other_architectures_take_an_xla_compiled_training_step(arch):
+    """U-Net trains end to end above; the others' decoders (FPN's bilinear head too) compile as well."""
+    from tf_landslide.models import ModelConfig, build_model
+    from tf_landslide.models.xla import for_xla
+
+    chips = np.random.default_rng(0).normal(size=(2, 32, 32, 4)).astype(np.float32)
+    model = for_xla(build_model(ModelConfig(arch, "resnet18"), 4, 32))
+    model.compile(optimizer="adam", loss="binary_crossentropy", jit_compile=True)
+    history = model.fit(chips, (chips[..., :1] > 0).astype(np.float32), batch_size=2, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])

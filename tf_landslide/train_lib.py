@@ -31,6 +31,7 @@ import time
 from tf_landslide import data, export, models, storage
 from tf_landslide.config import TrainConfig
 from tf_landslide.cube.channels import resolve_channel_config
+from tf_landslide.models.xla import for_xla
 
 log = logging.getLogger("tf_landslide.train")
 
@@ -372,6 +373,8 @@ def _train(cfg: TrainConfig, chief: bool, manifest: dict, folder: str, flags_tex
     val_data = data.make_dataset(manifest, folder, "val", cfg.input, False, workers, replicas)
     with strategy.scope():
         model = models.build_model(cfg.model, len(manifest["channels"]), manifest["chip_size"])
+        if cfg.jit_compile:
+            model = for_xla(model)
         model.compile(
             optimizer=make_optimizer(cfg),
             loss=tf.keras.losses.BinaryCrossentropy(),
