@@ -1,7 +1,6 @@
 """The GPU flags on CPU: ``--mixed_precision`` trains, resumes from a kill, evaluates and serves
 float32 probabilities (every Vertex AI job config passes it)."""
 
-import json
 import signal
 
 import numpy as np
@@ -11,13 +10,11 @@ import tensorflow as tf
 from tests.test_train_lib import (
     _kill_and_resume,
     config_args,
-    finish_runners,
-    free_ports,
     logged_epochs,
     make_config,
     read_history,
     run_runner,
-    start_runner,
+    run_two_workers,
 )
 from tf_landslide import evaluate, export, serving, train_lib
 from tf_landslide.config import EvalConfig
@@ -75,27 +72,8 @@ def test_mixed_precision_over_two_replicas(tiny_cube, exported_root, tmp_path):
 
 
 def test_mixed_precision_over_two_worker_processes(tiny_cube, exported_root, tmp_path):
-    ports = free_ports(2)
-    processes = []
-    try:
-        for index in (0, 1):
-            cluster = {
-                "cluster": {"worker": [f"localhost:{p}" for p in ports]},
-                "task": {"type": "worker", "index": index},
-            }
-            config = config_args(
-                tiny_cube,
-                tmp_path,
-                records=str(exported_root / "records"),
-                epochs=1,
-                cluster=json.dumps(cluster),
-                mixed_precision=True,
-            )
-            scratch = tmp_path / f"scratch{index}"
-            scratch.mkdir()
-            processes.append(start_runner({"config": config}, tmp_path / f"worker{index}.log", TMPDIR=str(scratch)))
-    finally:
-        outputs = finish_runners(processes)
+    records = str(exported_root / "records")
+    processes, outputs, _ = run_two_workers(tiny_cube, tmp_path, records=records, mixed_precision=True)
     for process, output in zip(processes, outputs, strict=True):
         assert process.returncode == 0, output[-4000:]
         assert "2 replica(s) over 2 worker(s), global batch 4" in output, output[-4000:]

@@ -896,11 +896,11 @@ def test_mirrored_validation_uses_the_saved_batchnorm_statistics(mirrored):
 # --- 10. two worker processes on localhost --------------------------------------------------
 
 
-def test_two_worker_processes_on_localhost(tiny_cube, tmp_path):
-    base = make_config(tiny_cube, tmp_path)
-    export.export(base.export)  # workers never export: the records must exist first
+def run_two_workers(tiny_cube, root: Path, **config) -> tuple[list, list[str], list[Path]]:
+    """One epoch of ``config`` by two worker processes on localhost (scratch folders of their own):
+    the processes, their outputs and their scratch folders."""
     ports = free_ports(2)
-    scratch = [tmp_path / "scratch0", tmp_path / "scratch1"]
+    scratch = [root / "scratch0", root / "scratch1"]
     processes = []
     try:
         for index in (0, 1):
@@ -908,11 +908,18 @@ def test_two_worker_processes_on_localhost(tiny_cube, tmp_path):
                 "cluster": {"worker": [f"localhost:{p}" for p in ports]},
                 "task": {"type": "worker", "index": index},
             }
-            args = {"config": config_args(tiny_cube, tmp_path, epochs=1, cluster=json.dumps(cluster))}
+            args = {"config": config_args(tiny_cube, root, epochs=1, cluster=json.dumps(cluster), **config)}
             scratch[index].mkdir()
-            processes.append(start_runner(args, tmp_path / f"worker{index}.log", TMPDIR=str(scratch[index])))
+            processes.append(start_runner(args, root / f"worker{index}.log", TMPDIR=str(scratch[index])))
     finally:
         outputs = finish_runners(processes)
+    return processes, outputs, scratch
+
+
+def test_two_worker_processes_on_localhost(tiny_cube, tmp_path):
+    base = make_config(tiny_cube, tmp_path)
+    export.export(base.export)  # workers never export: the records must exist first
+    processes, outputs, scratch = run_two_workers(tiny_cube, tmp_path)
     for process, output in zip(processes, outputs, strict=True):
         assert process.returncode == 0, output[-4000:]
         assert "2 replica(s) over 2 worker(s), global batch 4" in output, output[-4000:]
