@@ -21,8 +21,9 @@ import xarray as xr
 from tf_landslide.cube import channels as channels_lib
 from tf_landslide.cube import events, schema
 from tf_landslide.cube.conform import orbit_problem
-from tf_landslide.cube.open import IN_MEMORY, check_labels, open_conformed, orbit_codes
+from tf_landslide.cube.open import check_labels, location_of, open_conformed, orbit_codes
 from tf_landslide.cube.planes import landslide_mask
+from tf_landslide.cube.scene import cube_location, georeference
 from tf_landslide.cube.schema import CubeError
 
 _ORBIT_NAMES = {"a": "ascending", "d": "descending", "": "unknown orbit"}
@@ -76,7 +77,7 @@ def preflight(
     CubeError only when the cube cannot be opened at all."""
     conformed = open_conformed(source)
     ds = conformed.ds
-    location = IN_MEMORY if isinstance(source, xr.Dataset) else source
+    location = location_of(source)
     lines = [f"cube: {location}"]
     lines += _grid_lines(ds)
     lines.append("variables: " + _grouped_variables(ds))
@@ -143,8 +144,6 @@ def _grouped_variables(ds: xr.Dataset) -> str:
 
 
 def _grid_lines(ds: xr.Dataset) -> list[str]:
-    from tf_landslide.cube.scene import georeference  # the grid's transform, as the maps write it
-
     if not set(schema.SPATIAL_DIMS) <= set(ds.dims):
         return [f"grid: no {schema.SPATIAL_DIMS} dimensions; dims {dict(ds.sizes)}"]
     geo = georeference(ds)
@@ -223,8 +222,6 @@ def main(argv: list[str]) -> int:
     if len(argv) > 2 or (len(argv) == 2 and values.cube):
         print(f"give the cube once, as CUBE or --cube; got {argv[1:]} and --cube={values.cube!r}")
         return 2
-    from tf_landslide.cube.scene import cube_location
-
     cube = argv[1] if len(argv) == 2 else cube_location(landslide_flags.cube_config(values))
     try:
         report = preflight(

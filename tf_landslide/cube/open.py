@@ -60,6 +60,11 @@ def open_cube(source: str | xr.Dataset, storage_options: dict | None = None) -> 
     return open_conformed(source, storage_options).ds
 
 
+def location_of(source: str | xr.Dataset) -> str:
+    """How a cube is named in messages and manifests: its location, or IN_MEMORY for a Dataset."""
+    return IN_MEMORY if isinstance(source, xr.Dataset) else source
+
+
 def open_conformed(source: str | xr.Dataset, storage_options: dict | None = None) -> Conformed:
     """As ``open_cube``, with what conforming changed and where the stored arrays keep each index."""
     if isinstance(source, xr.Dataset):
@@ -90,9 +95,7 @@ def acquisitions_by_orbit(ds: xr.Dataset) -> dict[str, list[str]]:
     """ISO acquisition times per orbit code, for error messages and the manifest."""
     times = pd.DatetimeIndex(ds[schema.TIME_DIM].values)
     orbits = orbit_codes(ds)
-    return {
-        code or "unknown": [t.isoformat() for t in times[orbits == code]] for code in sorted(set(orbits.tolist()))
-    }
+    return {code or "unknown": [t.isoformat() for t in times[orbits == code]] for code in sorted(set(orbits.tolist()))}
 
 
 def orbit_codes(ds: xr.Dataset) -> np.ndarray:

@@ -13,7 +13,7 @@ from tf_landslide.config import CubeConfig
 from tf_landslide.cube import channels as channels_lib
 from tf_landslide.cube import events, planes, schema, synthetic
 from tf_landslide.cube.conform import AS_STORED, StoredOrder
-from tf_landslide.cube.open import IN_MEMORY, open_conformed, validate_cube
+from tf_landslide.cube.open import IN_MEMORY, location_of, open_conformed, validate_cube
 
 log = logging.getLogger("tf_landslide.cube")
 
@@ -64,7 +64,7 @@ def open_scene(
     """Open and validate the cube (a location, or a Dataset in memory) and choose its event,
     orbit and acquisitions."""
     conformed = open_conformed(source)
-    location = IN_MEMORY if isinstance(source, xr.Dataset) else source
+    location = location_of(source)
     ds = conformed.ds
     if conformed.changes:
         log.info("conformed the cube at %s: %s", location, "; ".join(conformed.changes))
