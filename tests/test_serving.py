@@ -320,6 +320,39 @@ def test_provenance_names_what_the_export_was_made_from(export_dir, trained, man
     assert provenance["self_check_max_abs_error"] <= serving.SELF_CHECK_ATOL
 
 
+def _sine_model(frequency: float, n_channels: int):
+    """probability = (1 + sin(frequency * x0)) / 2: steep for a high frequency, as a briefly trained model
+    with logits in the hundreds is."""
+    inputs = tf.keras.Input((None, None, n_channels))
+    outputs = tf.keras.layers.Lambda(lambda x: 0.5 + 0.5 * tf.sin(frequency * x[..., :1]))(inputs)
+    return tf.keras.Model(inputs, outputs)
+
+
+def _served_by(model, manifest, std_factor=1.0, rounded_up=False):
+    """A serving function computing ``model`` on raw chips, with a wrong std, or rounding the standardised
+    input one float32 step up (as another correct computation may)."""
+    mean, std = data.normalisation(manifest)
+
+    def serve(channels):
+        standardised = data.standardise(channels, mean, std * np.float32(std_factor))
+        if rounded_up:
+            standardised = np.nextafter(standardised, np.float32(np.inf))
+        return {serving.OUTPUT: model(standardised, training=False)}
+
+    return serve
+
+
+def test_the_self_check_allows_round_off_and_refuses_a_wrong_statistic(manifest):
+    n_channels = len(manifest["channels"])
+    steep, smooth = _sine_model(1e4, n_channels), _sine_model(1.0, n_channels)
+    # Round-off of a steep model is beyond the fixed bound and accepted...
+    assert serving._self_check(_served_by(steep, manifest, rounded_up=True), steep, manifest) > serving.SELF_CHECK_ATOL
+    # ... and a standard deviation 1% off is refused for the steep model and the smooth one alike.
+    for model in (steep, smooth):
+        with pytest.raises(serving.ServingExportError, match="differs from the trained model"):
+            serving._self_check(_served_by(model, manifest, std_factor=1.01), model, manifest)
+
+
 def test_versions_count_up_and_are_never_overwritten(trained, export_dir):
     # The command line writes the next version...
     command = [sys.executable, "export_savedmodel.py", f"--model_dir={trained.model_dir}", f"--export_dir={export_dir}"]
