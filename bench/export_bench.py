@@ -42,6 +42,7 @@ import time
 from pathlib import Path
 from typing import Self
 
+import machine  # noqa: E402  (bench/machine.py: a script's folder is on sys.path)
 import numpy as np
 import psutil
 
@@ -403,6 +404,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sample_interval", type=float, default=0.05, help="RSS sampling period, seconds")
     parser.add_argument("--json", default="", help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
+    print(machine.describe(), flush=True)
     cache_dir = Path(args.cache_dir)
     code = code_version()  # the modules were imported just now
 

@@ -17,6 +17,7 @@ import argparse
 import statistics
 import time
 
+import machine  # noqa: E402  (bench/machine.py: a script's folder is on sys.path)
 import numpy as np
 
 from tf_landslide.float16 import round_half
@@ -86,6 +87,7 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=300)
     parser.add_argument("--exhaustive", action="store_true")
     args = parser.parse_args()
+    print(machine.describe(), flush=True)
     speed(args.repeats)
     return 1 if args.exhaustive and exhaustive() else 0
 

@@ -31,6 +31,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import machine  # noqa: E402  (bench/machine.py: a script's folder is on sys.path)
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
@@ -119,6 +121,7 @@ def main() -> int:
     parser.add_argument("--size", help=argparse.SUPPRESS)  # child mode
     parser.add_argument("--map_first", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    print(machine.describe(), flush=True)
     if args.size:
         print(json.dumps(child(args)))
         return 0

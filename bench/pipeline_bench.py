@@ -1,11 +1,14 @@
 """Input pipeline and training throughput on the embedded cube (8-channel configuration).
 
-    python bench/pipeline_bench.py [--config vv_vh_dem_t1] [--repeats 5] [--train_steps 30]
+    python bench/pipeline_bench.py [--config vv_vh_dem_t1] [--repeats 5] [--train_steps 30] [--gpu_flags]
 
 (a) tf.data chips/s of our pipeline (read, parse, standardise; cache off) against bare TFRecord
     byte reading of the same shards, in the same run (target >= 0.5x).
 (b) Training chips/s of the U-Net/ResNet-50 fed by our pipeline against the same model fed
     in-memory tensors (target >= 0.9x: the pipeline never starves the model).
+(c) With --gpu_flags: training chips/s of the run's model (train_lib.compiled_model) on in-memory
+    tensors with no flag, --mixed_precision, --jit_compile and both, alternating, and the time of
+    each one's first two steps (build, trace and compile); ratios to no flag.
 Medians of several runs; the ratios are measured in the same run.
 """
 
@@ -16,12 +19,20 @@ import tempfile
 import time
 from pathlib import Path
 
+import machine  # noqa: E402  (bench/machine.py: a script's folder is on sys.path)
 import tensorflow as tf  # noqa: E402
 
 import tf_landslide  # noqa: F401  (environment for tf-keras before TensorFlow loads)
-from tf_landslide import data, export, models  # noqa: E402
+from tf_landslide import data, export, models, train_lib  # noqa: E402
 from tf_landslide.chips import SplitSpec  # noqa: E402
-from tf_landslide.config import CubeConfig, ExportConfig  # noqa: E402
+from tf_landslide.config import CubeConfig, ExportConfig, TrainConfig  # noqa: E402
+
+GPU_FLAGS = {
+    "no flag": {},
+    "--mixed_precision": {"mixed_precision": True},
+    "--jit_compile": {"jit_compile": True},
+    "both": {"mixed_precision": True, "jit_compile": True},
+}
 
 
 def chips_per_second(dataset, epochs: int) -> float:
@@ -43,11 +54,15 @@ def main():
     parser.add_argument("--epochs", type=int, default=10, help="passes over the train split per pipeline timing")
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--train_steps", type=int, default=30, help="timed training steps per repeat")
+    parser.add_argument("--gpu_flags", action="store_true", help="also (c): training with the GPU flags")
+    parser.add_argument("--gpu_flags_steps", type=int, default=10, help="timed steps per repeat in (c)")
     args = parser.parse_args()
+    print(machine.describe(), flush=True)
 
     records_dir = tempfile.mkdtemp(prefix="pipeline-bench-")
-    manifest = export.export(ExportConfig(cube=CubeConfig(cache_dir=args.cache_dir), config=args.config,
-                                          records_dir=records_dir, split=SplitSpec(), progress=False, workers=0))
+    export_cfg = ExportConfig(cube=CubeConfig(cache_dir=args.cache_dir), config=args.config, records_dir=records_dir,
+                              split=SplitSpec(), progress=False, workers=0)
+    manifest = export.export(export_cfg)
     folder = Path(records_dir) / args.config
     files = data.split_files(manifest, folder, "train", verify=False)
     cfg = data.InputConfig(batch_size=args.batch_size, cache_mb=0)
@@ -100,6 +115,32 @@ def main():
           f"runs {[round(r, 2) for r in pipeline_rates]}")
     print(f"    ratio pipeline/in-memory   : median {statistics.median(train_ratios):.3f} (target >= 0.9)  runs "
           f"{[round(r, 3) for r in train_ratios]}")
+    if args.gpu_flags:
+        gpu_flag_rates(TrainConfig(export=export_cfg, input=cfg), manifest, in_memory, args)
+
+
+def gpu_flag_rates(base: TrainConfig, manifest: dict, dataset, args) -> None:
+    """(c): every combination of the GPU flags, built and compiled as a run builds it."""
+    compiled, first_steps = {}, {}
+    for name, flags in GPU_FLAGS.items():
+        cfg = dataclasses.replace(base, **flags)
+        started = time.perf_counter()
+        with train_lib.dtype_policy(cfg):
+            compiled[name] = train_lib.compiled_model(cfg, manifest)
+        compiled[name].fit(dataset, steps_per_epoch=2, epochs=1, verbose=0)
+        first_steps[name] = time.perf_counter() - started
+    rates = {name: [] for name in GPU_FLAGS}
+    for _ in range(args.repeats):
+        for name, model in compiled.items():
+            started = time.perf_counter()
+            model.fit(dataset, steps_per_epoch=args.gpu_flags_steps, epochs=1, verbose=0)
+            rates[name].append(args.gpu_flags_steps * args.batch_size / (time.perf_counter() - started))
+    print(f"(c) training with the GPU flags (in-memory tensors, {args.gpu_flags_steps} steps per run):")
+    for name in GPU_FLAGS:
+        ratios = [r / n for r, n in zip(rates[name], rates["no flag"], strict=True)]
+        print(f"    {name:17s}: median {statistics.median(rates[name]):.2f} chips/s, ratio to no flag "
+              f"{statistics.median(ratios):.2f}, first 2 steps {first_steps[name]:.1f} s  "
+              f"runs {[round(r, 2) for r in rates[name]]}")
 
 
 if __name__ == "__main__":

@@ -327,7 +327,7 @@ def train(cfg: TrainConfig, flags_text: str = "") -> dict:
     tf.keras.utils.set_random_seed(cfg.seed)
     if cfg.input.deterministic:
         tf.config.experimental.enable_op_determinism()
-    with _dtype_policy("mixed_float16" if cfg.mixed_precision else None):
+    with dtype_policy(cfg):
         summary = _train(cfg, chief, manifest, folder, flags_text)
     # After the run's policy: the served model computes in float32 whatever trained it.
     _export_savedmodel(cfg, chief)
@@ -335,18 +335,40 @@ def train(cfg: TrainConfig, flags_text: str = "") -> dict:
 
 
 @contextlib.contextmanager
-def _dtype_policy(name: str | None):
-    """Keras' global dtype policy ``name`` for one run (None: as it is), the previous one after:
-    a caller's later models (evaluation, serving, the next test) are not built mixed by accident."""
+def dtype_policy(cfg: TrainConfig):
+    """Keras' global dtype policy of the run (mixed_float16 with --mixed_precision) for the run only,
+    the previous one after: a caller's later models (evaluation, serving, the next test) are not
+    built mixed by accident."""
     import tensorflow as tf
 
     previous = tf.keras.mixed_precision.global_policy()
-    if name:
-        tf.keras.mixed_precision.set_global_policy(name)
+    if cfg.mixed_precision:
+        tf.keras.mixed_precision.set_global_policy("mixed_float16")
     try:
         yield
     finally:
         tf.keras.mixed_precision.set_global_policy(previous)
+
+
+def compiled_model(cfg: TrainConfig, manifest: dict):
+    """The run's model, compiled as the run trains it; build it inside ``dtype_policy(cfg)`` and the
+    strategy's scope."""
+    import tensorflow as tf
+
+    model = models.build_model(cfg.model, len(manifest["channels"]), manifest["chip_size"])
+    if cfg.jit_compile:
+        model = for_xla(model)
+    model.compile(
+        optimizer=make_optimizer(cfg),
+        loss=tf.keras.losses.BinaryCrossentropy(),
+        # Weighted, so the zero-weight padding of multi-replica validation counts for nothing.
+        # float32 whatever the policy: under mixed_float16 its confusion variables would be
+        # AutoCastVariables, which AUC's result indexes inside the sync-on-read context of a
+        # distribution strategy, and that read is not supported there.
+        weighted_metrics=[tf.keras.metrics.AUC(curve="PR", num_thresholds=200, name="pr_auc", dtype="float32")],
+        jit_compile=cfg.jit_compile,
+    )
+    return model
 
 
 def _train(cfg: TrainConfig, chief: bool, manifest: dict, folder: str, flags_text: str) -> dict:
@@ -372,19 +394,7 @@ def _train(cfg: TrainConfig, chief: bool, manifest: dict, folder: str, flags_tex
     train_data = data.make_dataset(manifest, folder, "train", cfg.input, True, workers, replicas)
     val_data = data.make_dataset(manifest, folder, "val", cfg.input, False, workers, replicas)
     with strategy.scope():
-        model = models.build_model(cfg.model, len(manifest["channels"]), manifest["chip_size"])
-        if cfg.jit_compile:
-            model = for_xla(model)
-        model.compile(
-            optimizer=make_optimizer(cfg),
-            loss=tf.keras.losses.BinaryCrossentropy(),
-            # Weighted, so the zero-weight padding of multi-replica validation counts for nothing.
-            # float32 whatever the policy: under mixed_float16 its confusion variables would be
-            # AutoCastVariables, which AUC's result indexes inside the sync-on-read context of a
-            # distribution strategy, and that read is not supported there.
-            weighted_metrics=[tf.keras.metrics.AUC(curve="PR", num_thresholds=200, name="pr_auc", dtype="float32")],
-            jit_compile=cfg.jit_compile,
-        )
+        model = compiled_model(cfg, manifest)
     if chief:
         _write_run_files(model_dir, cfg, manifest, flags_text)
     staging = tempfile.mkdtemp(prefix="tf_landslide-checkpoint-")
