@@ -1,5 +1,7 @@
-"""The GPU flags on CPU: ``--mixed_precision`` trains, resumes from a kill, evaluates and serves
-float32 probabilities (every Vertex AI job config passes it)."""
+"""The GPU flags on CPU: ``--mixed_precision`` and ``--jit_compile``, alone and together, train, resume
+from a kill and export SavedModels serving float32 probabilities (float32 runs: test_train_lib.py; the
+Vertex AI job configs, which pass --mixed_precision, run over several replicas and workers in
+test_vertex.py)."""
 
 import signal
 
@@ -7,15 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.test_train_lib import (
-    _kill_and_resume,
-    config_args,
-    logged_epochs,
-    make_config,
-    read_history,
-    run_runner,
-    run_two_workers,
-)
+from tests.test_train_lib import _kill_and_resume, make_config
 from tf_landslide import evaluate, export, serving, train_lib
 from tf_landslide.config import EvalConfig
 
@@ -27,59 +21,39 @@ def exported_root(tiny_cube, tmp_path_factory):
     return root
 
 
-def test_mixed_precision_trains_evaluates_and_serves_float32(tiny_cube, exported_root, tmp_path):
+# The GPU flags alone and together (float32 runs: test_train_lib.py).
+COMBINATIONS = {
+    "mixed": {"mixed_precision": True},
+    "xla": {"jit_compile": True},
+    "xla_and_mixed": {"jit_compile": True, "mixed_precision": True},
+}
+
+
+@pytest.mark.parametrize("flags", COMBINATIONS.values(), ids=COMBINATIONS.keys())
+def test_a_run_killed_after_its_backup_resumes_evaluates_and_exports_float32(tiny_cube, exported_root, tmp_path, flags):
     savedmodel = tmp_path / "savedmodel"
-    cfg = make_config(
-        tiny_cube, tmp_path, records=exported_root / "records", mixed_precision=True, savedmodel_dir=str(savedmodel)
+    run = _kill_and_resume(
+        tiny_cube, exported_root, tmp_path, "TensorBoard", epochs=3, savedmodel_dir=str(savedmodel), **flags
     )
-    summary = train_lib.train(cfg)
-    assert summary["epochs"] == 2
-    # The policy is the run's: what the caller builds next is float32 again.
-    assert tf.keras.mixed_precision.global_policy().name == "float32"
-    history = read_history(cfg.model_dir)
-    assert [row["epoch"] for row in history] == ["0", "1"]
-    assert all(np.isfinite(float(row["loss"])) and 0 <= float(row["val_pr_auc"]) <= 1 for row in history)
-    metrics = evaluate.evaluate(EvalConfig(export=cfg.export, input=cfg.input, model_dir=cfg.model_dir, panel_chips=2))
-    assert 0 < metrics["pr_auc"] <= 1
-    loaded = tf.saved_model.load(str(savedmodel))
-    chips = np.ones((1, 32, 32, 8), np.float32)
-    probability = loaded.signatures[serving.SERVING_DEFAULT](channels=tf.constant(chips))[serving.OUTPUT]
-    assert probability.dtype == tf.float32 and np.isfinite(probability.numpy()).all()
-
-
-def test_a_mixed_precision_run_killed_after_its_backup_resumes_with_its_loss_scale(tiny_cube, exported_root, tmp_path):
-    run = _kill_and_resume(tiny_cube, exported_root, tmp_path, "TensorBoard", epochs=3, mixed_precision=True)
     assert run.killed.code == -signal.SIGKILL, run.killed.output[-4000:]
     assert run.resumed_epochs == [3]
     assert [int(row["epoch"]) for row in run.history] == [0, 1, 2]
-    assert all(np.isfinite(float(row["loss"])) for row in run.history)
+    assert all(np.isfinite(float(row["loss"])) and 0 <= float(row["val_pr_auc"]) <= 1 for row in run.history)
+    # The policy is the run's: what the caller builds next is float32 again.
     assert tf.keras.mixed_precision.global_policy().name == "float32"
-    # The optimiser's dynamic loss scale is part of what the backup restores.
-    saved = run.killed.backup_variables
-    assert any("loss_scale" in name for name in saved), saved
-
-
-def test_mixed_precision_over_two_replicas(tiny_cube, exported_root, tmp_path):
-    config = config_args(
-        tiny_cube, tmp_path, records=str(exported_root / "records"), batch_size=4, epochs=1, mixed_precision=True
-    )
-    code, output = run_runner({"config": config, "logical_cpus": 2}, tmp_path / "mirrored.log")
-    assert code == 0, output[-4000:]
-    assert "2 replica(s) over 1 worker(s), global batch 4" in output, output[-4000:]
-    assert logged_epochs(output) == [1]
-    (row,) = read_history(tmp_path / "model")
-    assert np.isfinite(float(row["loss"])) and 0 <= float(row["val_pr_auc"]) <= 1
-
-
-def test_mixed_precision_over_two_worker_processes(tiny_cube, exported_root, tmp_path):
-    records = str(exported_root / "records")
-    processes, outputs, _ = run_two_workers(tiny_cube, tmp_path, records=records, mixed_precision=True)
-    for process, output in zip(processes, outputs, strict=True):
-        assert process.returncode == 0, output[-4000:]
-        assert "2 replica(s) over 2 worker(s), global batch 4" in output, output[-4000:]
-        assert logged_epochs(output) == [1]
-    (row,) = read_history(tmp_path / "model")
-    assert np.isfinite(float(row["loss"]))
+    if flags.get("mixed_precision"):  # the optimiser's dynamic loss scale is part of what the backup restores
+        assert any("loss_scale" in name for name in run.killed.backup_variables), run.killed.backup_variables
+    # The weights load into the model as evaluation and serving build it (UpSampling2D, float32) ...
+    model = train_lib.load_trained_model(run.model_dir, "last")
+    assert any(isinstance(layer, tf.keras.layers.UpSampling2D) for layer in model.layers)
+    assert {weight.dtype for weight in model.weights} == {tf.float32}
+    cfg = make_config(tiny_cube, tmp_path, records=exported_root / "records")
+    metrics = evaluate.evaluate(EvalConfig(export=cfg.export, input=cfg.input, model_dir=run.model_dir, panel_chips=2))
+    assert 0 < metrics["pr_auc"] <= 1
+    # ... and the SavedModel serves float32 probabilities.
+    loaded = tf.saved_model.load(str(savedmodel))
+    probability = loaded.signatures[serving.SERVING_DEFAULT](channels=tf.ones([1, 32, 32, 8]))[serving.OUTPUT]
+    assert probability.dtype == tf.float32 and np.isfinite(probability.numpy()).all()
 
 
 # --- --jit_compile: nearest upsampling XLA can differentiate ------------------------------------
@@ -113,20 +87,6 @@ def test_repeat_upsampling_gives_the_same_values_and_gradients(arch):
         np.testing.assert_allclose(
             ours.numpy(), keras.numpy(), rtol=1e-4, atol=1e-4 * float(tf.reduce_max(tf.abs(keras)))
         )
-
-
-@pytest.mark.parametrize("mixed", [False, True], ids=["xla", "xla_and_mixed"])
-def test_jit_compile_trains(tiny_cube, exported_root, tmp_path, mixed):
-    cfg = make_config(
-        tiny_cube, tmp_path, records=exported_root / "records", epochs=1, jit_compile=True, mixed_precision=mixed
-    )
-    summary = train_lib.train(cfg)
-    assert summary["epochs"] == 1 and np.isfinite(summary["final_loss"])
-    (row,) = read_history(cfg.model_dir)
-    assert 0 <= float(row["val_pr_auc"]) <= 1
-    # The run's weights load into the model as evaluation and serving build it (UpSampling2D).
-    model = train_lib.load_trained_model(cfg.model_dir, "last")
-    assert any(isinstance(layer, tf.keras.layers.UpSampling2D) for layer in model.layers)
 
 
 @pytest.mark.parametrize("arch", ["fpn", "linknet", "unetplusplus"])

@@ -5,6 +5,7 @@ the worker pool specs, and a training whose model folder is an fsspec URL (memor
 
 import tf_landslide  # noqa: F401, I001  (first: it sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 
+import csv
 import dataclasses
 import json
 import os
@@ -25,6 +26,7 @@ import yaml
 from tests.test_train_lib import free_ports, make_config
 from tf_landslide import export, serving, storage, train_lib, vertex
 from tf_landslide import flags as landslide_flags
+from tf_landslide.cube import synthetic
 
 REPO = Path(__file__).resolve().parents[1]
 TIMEOUT = 240
@@ -178,21 +180,26 @@ KILLABLE_TRAIN = textwrap.dedent(
 )
 
 
-def _vertex_env(root: Path, port: int) -> dict:
+def vertex_env(base_output_dir: str, cluster_spec: dict) -> dict:
+    """The environment Vertex AI gives a replica of a job with a base output directory."""
     env = {k: v for k, v in os.environ.items() if k not in ("TF_CONFIG", "CLUSTER_SPEC") and not k.startswith("AIP_")}
     env.update(
         PYTHONPATH=os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p),
         REPO=str(REPO),
         TF_CPP_MIN_LOG_LEVEL="2",
-        # As Vertex AI sets them for a job with a base output directory (trailing slashes included)
-        AIP_MODEL_DIR=f"file://{root}/out/model/",
-        AIP_CHECKPOINT_DIR=f"file://{root}/out/checkpoints/",
-        AIP_TENSORBOARD_LOG_DIR=f"file://{root}/out/logs/",
-        CLUSTER_SPEC=json.dumps(
-            {"cluster": {"workerpool0": [f"localhost:{port}"]}, "task": {"type": "workerpool0", "index": 0}}
-        ),
+        # trailing slashes included, as Vertex AI sets them
+        AIP_MODEL_DIR=f"{base_output_dir}/model/",
+        AIP_CHECKPOINT_DIR=f"{base_output_dir}/checkpoints/",
+        AIP_TENSORBOARD_LOG_DIR=f"{base_output_dir}/logs/",
+        CLUSTER_SPEC=json.dumps(cluster_spec),
     )
     return env
+
+
+def _vertex_env(root: Path, port: int) -> dict:
+    """A one-machine job whose base output directory is <root>/out."""
+    cluster = {"cluster": {"workerpool0": [f"localhost:{port}"]}, "task": {"type": "workerpool0", "index": 0}}
+    return vertex_env(f"file://{root}/out", cluster)
 
 
 def logged_epochs(stderr: str) -> list[int]:
@@ -335,3 +342,133 @@ def test_training_into_an_fsspec_url(tiny_cube, tmp_path, monkeypatch):
         assert uploads.count("saved_model.pb") == 1
     finally:
         storage.remove_tree(base)
+
+
+# --- 5. the job configs of vertex/, run as Vertex AI runs them (local paths) -----------------------
+
+# One replica of a job, as the container runs it: argv[1] is the machine's GPU count, stood in for by
+# as many logical CPUs under MirroredStrategy when the job has one machine. Across machines,
+# MultiWorkerMirroredStrategy on CPU takes one device per worker, so each machine stands for one GPU.
+REPLICA = textwrap.dedent(
+    """
+    import os, runpy, sys
+    import tf_landslide
+    import tensorflow as tf
+    from tf_landslide import train_lib
+
+    gpus = int(sys.argv[1])
+    if gpus > 1:
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * gpus)
+        devices = [f"/cpu:{i}" for i in range(gpus)]
+        train_lib.make_strategy = lambda cluster: tf.distribute.MirroredStrategy(devices)
+    sys.argv = ["train.py", *sys.argv[2:]]
+    runpy.run_path(os.path.join(os.environ["REPO"], "train.py"), run_name="__main__")
+    """
+)
+# What shrinks a job to the tiny cube, appended to the job's own arguments (the last value of a flag wins).
+LOCAL_SIZE = ["--chip_size=32", "--backbone=resnet18", "--epochs=1"]
+
+
+def job_spec(preset: str, bucket: Path) -> dict:
+    """vertex/<preset>.yaml with ``bucket`` for gs://BUCKET/."""
+    return yaml.safe_load((REPO / "vertex" / f"{preset}.yaml").read_text().replace("gs://BUCKET/", f"file://{bucket}/"))
+
+
+@pytest.fixture(scope="module")
+def bucket(tmp_path_factory):
+    """The 'Cloud Storage bucket' of the jobs, holding the records of the job configs' flagfile exported
+    from a tiny cube with enough acquisitions for it, as the README's step 2 makes them."""
+    root = tmp_path_factory.mktemp("bucket")
+    spec = dataclasses.replace(synthetic.SIZES["tiny"], timesteps_per_orbit=8)
+    cube = synthetic.write_cube(spec, root / "cube.zarr")
+    (args,) = {tuple(pool["containerSpec"]["args"]) for pool in job_spec("single_gpu", root)["workerPoolSpecs"]}
+    flagfile, records = [a for a in args if a.startswith(("--flagfile=", "--records_dir="))]
+    command = [
+        sys.executable,
+        "-m",
+        "export",
+        flagfile,
+        records,
+        f"--cube={cube}",
+        "--chip_size=32",
+        "--progress=false",
+    ]
+    exported = _run(command, _vertex_env(root, 0), REPO)
+    assert exported.returncode == 0, exported.stderr[-4000:]
+    return root
+
+
+def run_job(preset: str, bucket: Path, root: Path) -> dict:
+    """Every replica of every pool of vertex/<preset>.yaml, started at once with the pool's container
+    args and the CLUSTER_SPEC and AIP_* variables Vertex AI would give it, in a working folder that
+    holds the image's configs/ only; gs://BUCKET/ is ``bucket``."""
+    spec = job_spec(preset, bucket)
+    pools = spec["workerPoolSpecs"]
+    ports = iter(free_ports(sum(pool["replicaCount"] for pool in pools)))
+    hosts = {
+        f"workerpool{i}": [f"localhost:{next(ports)}" for _ in range(pool["replicaCount"])]
+        for i, pool in enumerate(pools)
+    }
+    machines = sum(pool["replicaCount"] for pool in pools)
+    gpus = pools[0]["machineSpec"]["acceleratorCount"] if machines == 1 else 1
+    replicas = gpus * machines
+    work = root / "workdir"
+    work.mkdir()
+    (work / "configs").symlink_to(REPO / "configs")
+    base = spec["baseOutputDirectory"]["outputUriPrefix"].replace("JOB", root.name)
+    processes = []
+    try:
+        for pool_index, pool in enumerate(pools):
+            args = [*pool["containerSpec"]["args"], *LOCAL_SIZE, f"--batch_size={replicas}"]
+            for task in range(pool["replicaCount"]):
+                cluster = {
+                    "cluster": hosts,
+                    "environment": "cloud",
+                    "task": {"type": f"workerpool{pool_index}", "index": task},
+                }
+                env = vertex_env(base, cluster)
+                log = open(root / f"workerpool{pool_index}-{task}.log", "w")
+                process = subprocess.Popen(
+                    [sys.executable, "-c", REPLICA, str(gpus), *args], cwd=work, env=env, stdout=log, stderr=log
+                )
+                process.log = log
+                processes.append(process)
+        for process in processes:
+            process.wait(timeout=TIMEOUT)
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+            process.log.close()
+    return {
+        "pools": pools,
+        "codes": [p.returncode for p in processes],
+        "outputs": [Path(p.log.name).read_text() for p in processes],
+        "model": Path(base.removeprefix("file://")) / "model",
+        "work": work,
+        "replicas": replicas,
+        "machines": machines,
+    }
+
+
+@pytest.mark.parametrize("preset", sorted(vertex.PRESETS))
+def test_job_config_command_lines_train_with_mixed_precision_and_export_the_savedmodel(preset, bucket, tmp_path):
+    job = run_job(preset, bucket, tmp_path)
+    images = {pool["containerSpec"]["imageUri"] for pool in job["pools"]}
+    assert len(images) == 1 and len({tuple(pool["containerSpec"]["args"]) for pool in job["pools"]}) == 1
+    assert "--mixed_precision" in job["pools"][0]["containerSpec"]["args"]
+    for code, output in zip(job["codes"], job["outputs"], strict=True):
+        assert code == 0, output[-4000:]
+        expected = f"{job['replicas']} replica(s) over {job['machines']} worker(s), global batch {job['replicas']}"
+        assert expected in output, output[-4000:]
+        assert logged_epochs(output) == [1]
+    model = job["model"]
+    (row,) = list(csv.DictReader((model / "history.csv").open()))
+    assert np.isfinite(float(row["loss"])) and 0 <= float(row["val_pr_auc"]) <= 1
+    assert json.loads((model / "train_config.json").read_text())["mixed_precision"] is True
+    loaded = tf.saved_model.load(str(model))
+    probability = loaded.signatures[serving.SERVING_DEFAULT](channels=tf.zeros([1, 32, 32, 8]))[serving.OUTPUT]
+    assert probability.dtype == tf.float32 and probability.shape == (1, 32, 32, 1)
+    assert [p.name for p in job["work"].iterdir()] == ["configs"]  # everything went to the bucket
