@@ -243,9 +243,8 @@ def _chip_stage(
     band: np.ndarray, task: BandTask, chip_size: int, max_nodata_fraction: float, record_dtype: str
 ) -> ChipStage:
     """The no-data check, record layout and moments of ``task``'s chips in ``band`` [C, rows, cols]:
-    a compiled loop (``kernels.scan_chips``): 0.09 CPU s for the benchmark's 684 chips, numpy's
-    dozen passes a chip took 0.38."""
-    from tf_landslide import kernels  # numba takes 0.3 s to import: train.py and predict.py need it only to export
+    a compiled loop (``kernels.scan_chips``), one pass a chip where numpy would make a dozen."""
+    from tf_landslide import kernels  # numba is slow to import: train.py and predict.py need it only to export
 
     n, channels = len(task.chips), band.shape[0]
     corners = [(row - task.y0, col - task.x0) for _, row, col in task.chips]
@@ -308,8 +307,8 @@ class _DaskExecutor:
 # glibc maps every allocation above M_MMAP_THRESHOLD afresh (the kernel zeroes its pages on first
 # touch) and stops raising that threshold from 128 KB, as it otherwise does, once any of its
 # MALLOC_* variables is set. Dask's nanny sets MALLOC_TRIM_THRESHOLD_ for the worker processes it
-# starts: a band's scan, whose plane buffers are about 1 MB, then takes 3.3x the CPU (one thread
-# scanning the benchmark cube's bands: 2.6 s against 0.79 s; 0.78 s with these two set).
+# starts: a band's scan, whose plane buffers are about 1 MB, then maps and zeroes them afresh and
+# takes several times the CPU; with these two set it takes what it takes without the nanny.
 WORKER_MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(128 << 20)}
 _MALLOC_SETTINGS = ("MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_", "MALLOC_MMAP_MAX_", "MALLOC_MMAP_THRESHOLD_")
 
@@ -384,12 +383,12 @@ def executor(cfg: ExportConfig):
             yield _DaskExecutor(client)
         return
     # Threads by default: numpy, blosc and our compiled loops release the GIL, and a threaded
-    # cluster starts at once and passes results without pickling (the benchmark cube on 2 cores:
-    # 0.51-0.55 s against 1.9-2.3 s with processes, mostly their start and numba's import in
-    # each); processes isolate workers, for memory-hungry cubes or GIL-bound plugins.
+    # cluster starts at once and passes results without pickling (processes spend much of a small
+    # export starting and importing numba in each); processes isolate workers, for memory-hungry
+    # cubes or GIL-bound plugins.
     processes = cfg.worker_processes
     # The worker's statistical profiler (stack walks every 10 ms) and GIL monitor feed the
-    # dashboard we do not start; off, the export of the benchmark cube takes 7% less time.
+    # dashboard we do not start; off, the export takes less time.
     quiet = {"distributed.worker.profile.enabled": False, "distributed.admin.system-monitor.gil.enabled": False}
     quiet |= {f"distributed.nanny.pre-spawn-environ.{name}": value for name, value in WORKER_MALLOC_ENV.items()}
     spawn_environment = {*dask.config.get("distributed.nanny.pre-spawn-environ"), *WORKER_MALLOC_ENV, "PYTHONHASHSEED"}
@@ -724,7 +723,7 @@ def export(cfg: ExportConfig, cube: xr.Dataset | None = None) -> dict:
         streams = [ShardStream(s, job.out_dir, cfg.compression) for s in _shard_plan(job, table, candidates.indices)]
     with executor(cfg) as pool:
         # Streamed shards take each band's chips as it is done: workers sharing this process hand
-        # them over in memory (a killed export then scans again, about a second for Hokkaido).
+        # them over in memory (a killed export then scans again instead of reading a spool).
         in_memory = bool(streams) and pool.in_process
         scan = functools.partial(
             scan_band,
