@@ -22,6 +22,7 @@ from tests.conftest import tiny_export_config
 from tf_landslide import export, records, storage
 from tf_landslide.cube import channels, events
 from tf_landslide.cube.open import open_cube
+from tf_landslide.export import chip_stage, executors, plan
 from tf_landslide.normalisation import ChannelMoments
 
 REPO = Path(__file__).resolve().parents[1]
@@ -65,8 +66,8 @@ def test_records_decode_back_to_exactly_the_chips(exported, tiny_cube):
     cfg, manifest, out_dir = exported
     ds = open_cube(tiny_cube)
     event = events.resolve_event(None, None, None, tiny_cube, ds.attrs)
-    plan = channels.ChannelPlan(manifest["channels"], channels.select_acquisitions(ds, event, 2, "descending"))
-    scene = np.moveaxis(plan.read_band(ds, slice(0, ds.sizes["y"])), 0, -1)
+    channel_plan = channels.ChannelPlan(manifest["channels"], channels.select_acquisitions(ds, event, 2, "descending"))
+    scene = np.moveaxis(channel_plan.read_band(ds, slice(0, ds.sizes["y"])), 0, -1)
     labels = ds["landslides"].values
     x0, dx, y0, dy = (
         manifest["cube"]["transform"][2],
@@ -212,7 +213,7 @@ def test_local_cluster_workers_run_without_the_dashboard_profiler(tiny_cube, tmp
     before = {name: os.environ.get(name) for name in names}
     with export.executor(cfg) as pool:
         seen = set(pool.client.run(monitors).values())
-        environments = pool.client.run(export._malloc_environment)
+        environments = pool.client.run(executors.malloc_environment)
     assert seen == {(False, False)}
     assert dask.config.get("distributed.worker.profile.enabled")  # this process's config is left as it was
     # Worker processes get glibc settings that keep plane-sized buffers (not Dask's MALLOC_TRIM_THRESHOLD_ alone).
@@ -271,8 +272,8 @@ def test_negatives_gzip_and_scene_statistics(tiny_cube, tmp_path):
     # Whole-scene statistics: the mean log-VV over every valid pixel of the scene.
     ds = open_cube(tiny_cube)
     event = events.resolve_event(None, None, None, tiny_cube, ds.attrs)
-    plan = channels.ChannelPlan(("vv_before",), channels.select_acquisitions(ds, event, 1, "descending"))
-    scene = plan.read_band(ds, slice(0, ds.sizes["y"]))
+    channel_plan = channels.ChannelPlan(("vv_before",), channels.select_acquisitions(ds, event, 1, "descending"))
+    scene = channel_plan.read_band(ds, slice(0, ds.sizes["y"]))
     assert manifest["normalisation"]["mean"]["vv_before"] == pytest.approx(float(np.nanmean(scene)), rel=1e-5)
     assert manifest["normalisation"]["source"].startswith("whole scene")
 
@@ -334,7 +335,7 @@ def chip_stage_task(moments_for=frozenset()):
 @pytest.mark.parametrize("dtype", records.RECORD_DTYPES)
 def test_chip_stage_drops_mostly_empty_chips_and_writes_the_others_channels_last_with_their_error(dtype):
     band, task, corners = chip_stage_task()
-    stage = export._chip_stage(band, task, 16, 0.5, dtype)
+    stage = chip_stage.stage_chips(band, task, 16, 0.5, dtype)
     chips = [band[:, row : row + 16, col : col + 16] for row, col in corners]
     nodata = [float(np.isnan(chip).any(0).mean()) for chip in chips]
     assert nodata == [36 / 256, 0.0, 100 / 256, 0.75]
@@ -355,7 +356,7 @@ def test_chip_stage_drops_mostly_empty_chips_and_writes_the_others_channels_last
 def test_chip_stage_moments_are_those_of_each_wanted_kept_chip_over_finite_values():
     band, task, corners = chip_stage_task(moments_for={3, 5, 7, 99})  # 7 is dropped, 99 not a candidate
     band[0] += 2500.0  # elevations: the naive sum of squares would cancel
-    stage = export._chip_stage(band, task, 16, 0.5, "float16")
+    stage = chip_stage.stage_chips(band, task, 16, 0.5, "float16")
     assert sorted(stage.moments) == ["3", "5"]
     for index, (row, col) in ((3, corners[0]), (5, corners[2])):
         got = ChannelMoments.from_json(stage.moments[str(index)])
@@ -373,7 +374,7 @@ def test_chip_stage_refuses_chips_outside_the_band_it_would_read_past():
     band, task, _ = chip_stage_task()
     beyond = dataclasses.replace(task, chips=(*task.chips, (9, 100 + 30, 200 + 60)))  # rows 30..45 of 40
     with pytest.raises(ValueError, match=r"chips at \[\(30, 60\)\] of window band-00000-cols-00200-00270"):
-        export._chip_stage(band, beyond, 16, 0.5, "float16")
+        chip_stage.stage_chips(band, beyond, 16, 0.5, "float16")
 
 
 def test_band_buffers_reuse_a_threads_memory_and_never_share_it_between_threads():
@@ -399,10 +400,10 @@ def test_band_buffers_reuse_a_threads_memory_and_never_share_it_between_threads(
 def test_bands_scanned_through_one_buffer_return_what_fresh_arrays_give(exported, tiny_cube):
     """Nothing a scan returns may be a view of the band: the next band overwrites it."""
     cfg = exported[0]
-    job = export._plan(cfg)
-    candidates = export._candidates(job)
+    job = plan.open_job(cfg)
+    candidates = plan.candidates(job)
     height, width = job.scene.ds.sizes["y"], job.scene.ds.sizes["x"]
-    tasks = export._band_tasks(candidates.table, candidates.indices, cfg, height, width)
+    tasks = plan.band_tasks(candidates.table, candidates.indices, cfg, height, width)
     assert len(tasks) >= 2
     scan = functools.partial(
         export.scan_band,
