@@ -22,11 +22,13 @@ their bytes are a pure function of the plan, so re-running gives identical files
 
 Where each part lives (imports point down this list, never up):
 
-- ``run``: ``export`` from start to end, and the export to a URL (staged locally, then uploaded);
-- ``manifest``: what the manifest holds, and its summary;
+- ``run``: ``export`` from start to end (choosing the chips and their statistics after the
+  scan), and the export to a URL (staged locally, then uploaded);
+- ``manifest``: what the manifest holds (``describe_export``), and its summary;
 - ``output``: reusing, resuming or clearing what earlier runs left in the output folder;
 - ``executors``: where tasks run (this process, a Dask cluster or scheduler), glibc's malloc settings;
-- ``scan``: the scan's tasks (``scan_band``) and the loop that feeds the shard streams;
+- ``write``: the shards, streamed during the scan or cut and written after it;
+- ``scan``: the scan's tasks (``scan_band``), the loop that feeds the shard streams, its totals;
 - ``chip_stage``: the compiled pass that keeps, lays out and measures a window's chips;
 - ``plan``: the job, the candidate chips, the scan's windows and the shards;
 - ``settings``, ``files``, ``progress``: checks and fingerprint, atomic files, progress bars.

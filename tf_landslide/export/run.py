@@ -1,5 +1,6 @@
-"""The export from start to end: plan, scan while writing shards, assemble the manifest; and the
-export to a URL, made in a local staging folder and uploaded."""
+"""The export from start to end: plan, scan while writing shards, choose the chips and their
+statistics, write the manifest; and the export to a URL, made in a local staging folder and
+uploaded."""
 
 from __future__ import annotations
 
@@ -14,30 +15,19 @@ import time
 import numpy as np
 import xarray as xr
 
-import tf_landslide
 from tf_landslide import chips as chips_lib
 from tf_landslide import shards as shards_lib
 from tf_landslide import storage
 from tf_landslide.config import ExportConfig
 from tf_landslide.cube import channels as channels_lib
-from tf_landslide.cube import schema
-from tf_landslide.cube.open import acquisitions_by_orbit, orbit_codes
-from tf_landslide.cube.scene import cache_dir, georeference
-from tf_landslide.export import plan
+from tf_landslide.cube.scene import cache_dir
+from tf_landslide.export import plan, write
 from tf_landslide.export.executors import executor
 from tf_landslide.export.files import atomic_write_bytes
-from tf_landslide.export.manifest import summary
+from tf_landslide.export.manifest import describe_export, summary
 from tf_landslide.export.output import prepare_output
-from tf_landslide.export.progress import progress
-from tf_landslide.export.scan import band_scanner, scan_windows
-from tf_landslide.export.settings import (
-    MANIFEST_NAME,
-    MANIFEST_SCHEMA_VERSION,
-    SHARD_LAYOUT,
-    TRAIN,
-    ExportError,
-    check_settings,
-)
+from tf_landslide.export.scan import ScanTotals, band_scanner, scan_windows, totals
+from tf_landslide.export.settings import MANIFEST_NAME, TRAIN, ExportError, check_settings
 from tf_landslide.normalisation import ChannelMoments
 from tf_landslide.shards import ShardStream
 
@@ -70,15 +60,23 @@ def export(cfg: ExportConfig, cube: xr.Dataset | None = None) -> dict:
         job.scene.acquisitions.orbit,
         ",".join(job.scene.config.channels),
     )
+    manifest = _scan_and_write(job)
+    manifest["export_seconds"] = round(time.perf_counter() - started, 2)
+    text = json.dumps(manifest, indent=1)
+    atomic_write_bytes(job.out_dir / MANIFEST_NAME, text.encode())
+    shutil.rmtree(job.spool, ignore_errors=True)
+    log.info("%s", summary(manifest))
+    return json.loads(text)  # exactly what a later run reads back
+
+
+def _scan_and_write(job: plan.Job) -> dict:
+    """Scan the candidate chips and write the shards; the manifest, but for its time."""
+    cfg = job.cfg
     candidates = plan.candidates(job)
-    table = candidates.table
     height, width = job.scene.ds.sizes["y"], job.scene.ds.sizes["x"]
-    tasks = plan.band_tasks(table, candidates.indices, cfg, height, width)
+    tasks = plan.band_tasks(candidates.table, candidates.indices, cfg, height, width)
     # Positive chips only: the shards can be planned now and written while the scan goes on.
-    streams = []
-    if not cfg.negative_ratio:
-        planned = plan.shard_plan(job, table, candidates.indices)
-        streams = [ShardStream(s, job.out_dir, cfg.compression) for s in planned]
+    streams = [] if cfg.negative_ratio else write.streams_of_candidates(job, candidates)
     with executor(cfg) as pool:
         # Streamed shards take each band's chips as it is done: workers sharing this process hand
         # them over in memory (a killed export then scans again instead of reading a spool).
@@ -89,13 +87,7 @@ def export(cfg: ExportConfig, cube: xr.Dataset | None = None) -> dict:
             for stream in streams:
                 stream.abort()
             raise
-        manifest = assemble(job, candidates, results, slots, pool, streams)
-    manifest["export_seconds"] = round(time.perf_counter() - started, 2)
-    text = json.dumps(manifest, indent=1)
-    atomic_write_bytes(job.out_dir / MANIFEST_NAME, text.encode())
-    shutil.rmtree(job.spool, ignore_errors=True)
-    log.info("%s", summary(manifest))
-    return json.loads(text)  # exactly what a later run reads back
+        return assemble(job, candidates, results, slots, pool, streams)
 
 
 def assemble(
@@ -110,21 +102,22 @@ def assemble(
 
     ``slot``: where each kept chip sits in the scan's output, as ``scan.scan_windows`` gives it.
     """
-    cfg, config, ds, out_dir, spool = job.cfg, job.scene.config, job.scene.ds, job.out_dir, job.spool
-    table, negatives, wanted_negatives = candidates.table, candidates.negatives, candidates.wanted_negatives
-    moments = {}
-    skipped = {}
-    quantisation = np.zeros(len(config.channels))
-    scene = ChannelMoments.empty(len(config.channels))
-    # Band order: merging scene moments in another order would change their last bits.
-    for result in sorted(results.values(), key=lambda r: (r["band"], r["window"])):
-        moments.update({int(k): ChannelMoments.from_json(v) for k, v in result["moments"].items()})
-        skipped.update({int(i): f for i, f in result["skipped"]})
-        quantisation = np.maximum(quantisation, result["quantisation"])
-        if result["scene_moments"]:
-            scene = scene.merge(ChannelMoments.from_json(result["scene_moments"]))
+    scanned = totals(results, len(job.scene.config.channels))
+    kept = _kept_chips(job.cfg, candidates, slot, scanned.skipped)
+    stats = _statistics(job, candidates.table, kept, scanned)
+    if streams:  # planned before the scan and written during it
+        planned, written = write.streamed(streams)
+    else:  # negatives are chosen after the scan: so are the shards
+        planned, written = write.after_scan(job, candidates.table, kept, slot, pool)
+    return describe_export(job, candidates, kept, scanned, stats, planned, written)
+
+
+def _kept_chips(cfg: ExportConfig, candidates: plan.Candidates, slot: dict, skipped: dict) -> list:
+    """The chips to export, in row order: every positive chip the scan kept, and the first kept
+    negative chips in their seeded order, as many as asked."""
+    table, wanted_negatives = candidates.table, candidates.wanted_negatives
     kept_positive = [i for i in np.flatnonzero(table.positives > 0) if i in slot]
-    kept_negative = [int(i) for i in negatives if int(i) in slot][:wanted_negatives]
+    kept_negative = [int(i) for i in candidates.negatives if int(i) in slot][:wanted_negatives]
     if wanted_negatives and len(kept_negative) < wanted_negatives:
         log.warning(
             "only %d valid negative chips for the %d asked (--negative_ratio=%s)",
@@ -139,133 +132,23 @@ def assemble(
             f"{cfg.max_nodata_fraction:.0%} no-data and {int((table.positives > 0).sum())} hold landslides. "
             "Check the labels, or raise --max_nodata_fraction"
         )
+    return kept
 
-    stats = scene
-    if cfg.stats_from == "train":
-        stats = ChannelMoments.empty(len(config.channels))
+
+def _statistics(job: plan.Job, table: chips_lib.ChipTable, kept: list, scanned: ScanTotals) -> ChannelMoments:
+    """The normalisation moments: of the kept training chips, or of the whole scene."""
+    stats = scanned.scene
+    if job.cfg.stats_from == "train":
+        stats = ChannelMoments.empty(len(job.scene.config.channels))
         for i in kept:
             if table.split[i] == TRAIN:
-                stats = stats.merge(moments[i])
+                stats = stats.merge(scanned.moments[i])
     if stats.count.min() == 0:
         raise ExportError(
             "the training split holds no valid pixel for some channel; cannot compute normalisation "
             "statistics. Use --stats_from=scene or another --split_seed"
         )
-
-    geo = georeference(ds)
-    if streams:  # planned before the scan and written during it
-        written = {stream.shard.name: stream.facts for stream in streams}
-        if None in written.values():
-            raise AssertionError(f"unfinished shards after the scan: {[k for k, v in written.items() if v is None]}")
-        planned = [stream.shard for stream in streams]
-    else:  # negatives are chosen after the scan: so are the shards
-        planned = plan.shard_plan(job, table, kept)
-        jobs = [
-            (
-                shard,
-                {e.index: slot[e.index] for e in shard.chips},
-                str(out_dir),
-                str(spool),
-                config.channels,
-                cfg.compression,
-            )
-            for shard in planned
-        ]
-        bar = progress(len(kept), "chip", "write shards", cfg.progress)
-        written = {}
-        for done in pool.map_unordered(shards_lib.write_shard, jobs):
-            written[done.pop("file")] = done
-            bar.update(done["records"])
-        bar.close()
-    split_info = {}
-    for s, split in enumerate(chips_lib.SPLITS):
-        members = [i for i in kept if table.split[i] == s]
-        positives = int(sum(table.positives[i] for i in members))
-        pixels = len(members) * cfg.chip_size**2
-        split_info[split] = {
-            "chips": len(members),
-            "positive_chips": int(sum(table.positives[i] > 0 for i in members)),
-            "positive_pixels": positives,
-            "pixels": pixels,
-            "positive_fraction": positives / pixels if pixels else 0.0,
-            "skipped_nodata_chips": int(sum(1 for i in skipped if table.split[i] == s)),
-            "locations": [[int(table.row[i]), int(table.col[i])] for i in members],
-            "shards": [{"file": shard.name, **written[shard.name]} for shard in planned if shard.split == split],
-        }
-
-    times = ds[schema.TIME_DIM].values
-    orbit_of = orbit_codes(ds)
-    std = stats.std
-    return {
-        "manifest_schema_version": MANIFEST_SCHEMA_VERSION,
-        "code_version": tf_landslide.__version__,
-        "fingerprint": job.fingerprint,
-        "settings": job.settings,
-        "cube": {**job.identity, **geo, "conformed": list(job.scene.changes)},
-        "event": job.scene.event.as_dict(),
-        "orbit": job.scene.acquisitions.orbit,
-        "config": job.settings["config"],
-        "channels": list(config.channels),
-        "chip_size": cfg.chip_size,
-        "stride": cfg.chip_stride,
-        "acquisitions": {
-            side: [{"time": str(times[i])[:19] + "Z", "orbit": orbit_of[i]} for i in indices]
-            for side, indices in (("before", job.scene.acquisitions.before), ("after", job.scene.acquisitions.after))
-        },
-        "cube_acquisitions_per_orbit": acquisitions_by_orbit(ds),
-        "insar_pairs": {name: str(ds[schema.PAIR_DIM].values[i]) for name, i in job.scene.pairs.items()},
-        "selection": {
-            "rule": "k most recent acquisitions strictly before the event start, "
-            "k earliest strictly after its end (UTC)"
-            if cfg.cube.acquisition_rule == "paper"
-            else "the authors' code: calendar-day windows, the k pre-event passes ending one before the last",
-            "chips": "positive chips (>= 1 landslide pixel)"
-            + (f" plus {cfg.negative_ratio} negatives per positive" if cfg.negative_ratio else ""),
-            "max_nodata_fraction": cfg.max_nodata_fraction,
-            "negative_ratio": cfg.negative_ratio,
-            "nan_label_pixels": candidates.nan_labels,
-            "split": dataclasses.asdict(cfg.split),
-        },
-        "normalisation": {
-            "source": "train split, kept chips" if cfg.stats_from == "train" else "whole scene (the authors' code)",
-            "note": "the authors' code standardises with statistics of the whole scene; ours come from the training "
-            "chips only (--stats_from=train, the default) so no test pixel informs the model",
-            "mean": dict(zip(config.channels, stats.mean.tolist(), strict=False)),
-            "std": dict(zip(config.channels, std.tolist(), strict=False)),
-            "pixels": dict(zip(config.channels, stats.count.astype(int).tolist(), strict=False)),
-            "transform": "(x - mean) / std, then NaN -> 0",
-        },
-        "records": {
-            "values": "raw channel values (log backscatter, DEM units); standardise with 'normalisation'",
-            "dtype": cfg.record_dtype,
-            "layout": "HWC",
-            "shard_layout": SHARD_LAYOUT,
-            "compression": cfg.compression,
-            "features": {
-                "image": f"{cfg.record_dtype} bytes",
-                "label": "uint8 bytes",
-                "shape": "int64 [H, W, C]",
-                "channels": "bytes list",
-                "dtype": "bytes",
-                "chip/row": "int64",
-                "chip/col": "int64",
-                "chip/origin": "float64 bytes (x, y)",
-                "split": "bytes",
-                "chip/positives": "int64",
-            },
-            "quantisation_max_abs_error": dict(zip(config.channels, quantisation.tolist(), strict=False)),
-            "quantisation_max_error_in_std": dict(
-                zip(config.channels, (quantisation / np.where(std > 0, std, 1)).tolist(), strict=False)
-            ),
-        },
-        "splits": split_info,
-        "totals": {
-            "grid_chips": len(table),
-            "chips": len(kept),
-            "skipped_nodata_chips": len(skipped),
-            "positive_pixels": int(sum(info["positive_pixels"] for info in split_info.values())),
-        },
-    }
+    return stats
 
 
 def export_then_upload(cfg: ExportConfig, cube: xr.Dataset | None) -> dict:

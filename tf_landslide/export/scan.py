@@ -8,6 +8,7 @@ and hands the kept chips over: in memory to workers of this process, else spoole
 from __future__ import annotations
 
 import collections
+import dataclasses
 import functools
 import json
 import math
@@ -194,3 +195,26 @@ def scan_windows(
         bar.update(chips_in[result["window"]])
     bar.close()
     return results, slots
+
+
+@dataclasses.dataclass
+class ScanTotals:
+    """What the windows' results say together."""
+
+    moments: dict[int, ChannelMoments]  # of the kept chips the statistics need, by chip index
+    skipped: dict[int, float]  # no-data fraction of the chips left out, by chip index
+    quantisation: np.ndarray  # [C] the largest rounding error to the record dtype per channel
+    scene: ChannelMoments  # of the whole scene, when the statistics need it (else empty)
+
+
+def totals(results: dict, channels: int) -> ScanTotals:
+    """The windows' results merged, in band order: merging scene moments in another order would
+    change their last bits."""
+    merged = ScanTotals({}, {}, np.zeros(channels), ChannelMoments.empty(channels))
+    for result in sorted(results.values(), key=lambda r: (r["band"], r["window"])):
+        merged.moments.update({int(k): ChannelMoments.from_json(v) for k, v in result["moments"].items()})
+        merged.skipped.update({int(i): f for i, f in result["skipped"]})
+        merged.quantisation = np.maximum(merged.quantisation, result["quantisation"])
+        if result["scene_moments"]:
+            merged.scene = merged.scene.merge(ChannelMoments.from_json(result["scene_moments"]))
+    return merged
