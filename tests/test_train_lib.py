@@ -893,51 +893,6 @@ def test_mirrored_validation_uses_the_saved_batchnorm_statistics(mirrored):
     assert scores["as_trained"]["unpadded"]["loss"] == pytest.approx(scores["synced"]["unpadded"]["loss"], rel=1e-5)
 
 
-# --- 10. two worker processes on localhost --------------------------------------------------
-
-
-def run_two_workers(tiny_cube, root: Path, **config) -> tuple[list, list[str], list[Path]]:
-    """One epoch of ``config`` by two worker processes on localhost (scratch folders of their own):
-    the processes, their outputs and their scratch folders."""
-    ports = free_ports(2)
-    scratch = [root / "scratch0", root / "scratch1"]
-    processes = []
-    try:
-        for index in (0, 1):
-            cluster = {
-                "cluster": {"worker": [f"localhost:{p}" for p in ports]},
-                "task": {"type": "worker", "index": index},
-            }
-            args = {"config": config_args(tiny_cube, root, epochs=1, cluster=json.dumps(cluster), **config)}
-            scratch[index].mkdir()
-            processes.append(start_runner(args, root / f"worker{index}.log", TMPDIR=str(scratch[index])))
-    finally:
-        outputs = finish_runners(processes)
-    return processes, outputs, scratch
-
-
-def test_two_worker_processes_on_localhost(tiny_cube, tmp_path):
-    base = make_config(tiny_cube, tmp_path)
-    export.export(base.export)  # workers never export: the records must exist first
-    processes, outputs, scratch = run_two_workers(tiny_cube, tmp_path)
-    for process, output in zip(processes, outputs, strict=True):
-        assert process.returncode == 0, output[-4000:]
-        assert "2 replica(s) over 2 worker(s), global batch 4" in output, output[-4000:]
-        assert logged_epochs(output) == [1]
-    model_dir = tmp_path / "model"
-    assert (model_dir / BEST).is_file() and (model_dir / LAST).is_file()
-    assert history_epochs(model_dir) == [0]
-    assert json.loads((model_dir / "train_summary.json").read_text())["epochs"] == 1
-    assert "SUMMARY" in outputs[1]  # the non-chief finished too ...
-    leftovers = [str(p.relative_to(model_dir)) for p in model_dir.rglob("*") if "workertemp" in p.name]
-    assert leftovers == []  # ... without writing into the chief's folder
-    assert sorted(p.name for p in model_dir.iterdir()) == sorted(
-        ["backup", BEST, "history.csv", LAST, "logs", "manifest.json", "train_config.json", "train_summary.json"]
-    )
-    assert not (model_dir / "backup" / "plateau.json").exists()
-    assert [p.name for p in scratch[1].iterdir() if p.name.startswith("worker-")] == []  # its scratch copy is gone
-
-
 # --- 11. a killed run resumes -------------------------------------------------------------------
 
 

@@ -427,7 +427,9 @@ def run_job(preset: str, bucket: Path, root: Path) -> dict:
                     "environment": "cloud",
                     "task": {"type": f"workerpool{pool_index}", "index": task},
                 }
-                env = vertex_env(base, cluster)
+                scratch = root / f"scratch-{pool_index}-{task}"  # the replica's own temporary folder
+                scratch.mkdir()
+                env = {**vertex_env(base, cluster), "TMPDIR": str(scratch)}
                 log = open(root / f"workerpool{pool_index}-{task}.log", "w")
                 process = subprocess.Popen(
                     [sys.executable, "-c", REPLICA, str(gpus), *args], cwd=work, env=env, stdout=log, stderr=log
@@ -448,6 +450,7 @@ def run_job(preset: str, bucket: Path, root: Path) -> dict:
         "outputs": [Path(p.log.name).read_text() for p in processes],
         "model": Path(base.removeprefix("file://")) / "model",
         "work": work,
+        "scratch": sorted(root.glob("scratch-*")),
         "replicas": replicas,
         "machines": machines,
     }
@@ -472,3 +475,9 @@ def test_job_config_command_lines_train_with_mixed_precision_and_export_the_save
     probability = loaded.signatures[serving.SERVING_DEFAULT](channels=tf.zeros([1, 32, 32, 8]))[serving.OUTPUT]
     assert probability.dtype == tf.float32 and probability.shape == (1, 32, 32, 1)
     assert [p.name for p in job["work"].iterdir()] == ["configs"]  # everything went to the bucket
+    # The run's files, once: the other workers wrote theirs to scratch folders, and removed them.
+    assert {"best_weights.h5", "last_weights.h5", "manifest.json", "train_summary.json", "flags.txt"} <= {
+        p.name for p in model.iterdir()
+    }
+    assert not [p for p in model.rglob("*") if "workertemp" in p.name or ".partial" in p.name]
+    assert all(not list(scratch.glob("worker-*")) for scratch in job["scratch"])
