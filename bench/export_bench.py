@@ -48,7 +48,7 @@ import psutil
 
 from tf_landslide import chips as chips_lib
 from tf_landslide import export as export_lib
-from tf_landslide.config import CubeConfig, ExportConfig
+from tf_landslide.config import CubeConfig, ExportConfig, SplitSpec
 from tf_landslide.cube import channels as channels_lib
 from tf_landslide.cube import planes as planes_lib
 from tf_landslide.cube import schema, synthetic
@@ -144,7 +144,7 @@ def candidate_windows(ds, chip_size: int, band_rows: int) -> list[tuple[int, int
     Mirrors the export's grouping of candidate chips into bands (positive chips only, no
     negatives), computed from the public chip table.
     """
-    table, _ = chips_lib.build_chip_table(ds, chip_size, chip_size, chips_lib.SplitSpec(), band_rows)
+    table, _ = chips_lib.build_chip_table(ds, chip_size, chip_size, SplitSpec(), band_rows)
     positive = np.flatnonzero(table.positives > 0)
     band_of = table.row[positive] // band_rows
     windows = []

@@ -6,8 +6,20 @@ import os
 import platform
 
 # The x86 extensions that change which kernels TensorFlow, oneDNN and numba pick.
-VECTOR_FLAGS = ("avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16",
-                "avx512_fp16", "amx_bf16", "amx_int8")
+VECTOR_FLAGS = (
+    "avx",
+    "avx2",
+    "fma",
+    "f16c",
+    "avx512f",
+    "avx512bw",
+    "avx512vl",
+    "avx512_vnni",
+    "avx512_bf16",
+    "avx512_fp16",
+    "amx_bf16",
+    "amx_int8",
+)
 
 
 def describe() -> str:

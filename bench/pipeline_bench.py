@@ -24,8 +24,7 @@ import tensorflow as tf  # noqa: E402
 
 import tf_landslide  # noqa: F401  (environment for tf-keras before TensorFlow loads)
 from tf_landslide import data, export, models, train_lib  # noqa: E402
-from tf_landslide.chips import SplitSpec  # noqa: E402
-from tf_landslide.config import CubeConfig, ExportConfig, TrainConfig  # noqa: E402
+from tf_landslide.config import CubeConfig, ExportConfig, InputConfig, ModelConfig, SplitSpec, TrainConfig  # noqa: E402
 
 GPU_FLAGS = {
     "no flag": {},
@@ -65,7 +64,7 @@ def main():
     manifest = export.export(export_cfg)
     folder = Path(records_dir) / args.config
     files = data.split_files(manifest, folder, "train", verify=False)
-    cfg = data.InputConfig(batch_size=args.batch_size, cache_mb=0)
+    cfg = InputConfig(batch_size=args.batch_size, cache_mb=0)
     n_chips = manifest["splits"]["train"]["chips"]
     print(f"config {args.config}: {n_chips} train chips, {len(manifest['channels'])} channels, batch {args.batch_size}")
 
@@ -95,7 +94,7 @@ def main():
                  .prefetch(tf.data.AUTOTUNE))
     pipeline = data.make_dataset(manifest, folder, "train", dataclasses.replace(cfg, cache_mb=2048), training=True)
     pipeline = pipeline.unbatch().repeat().batch(args.batch_size, drop_remainder=True)
-    model = models.build_model(models.ModelConfig(), len(manifest["channels"]), manifest["chip_size"])
+    model = models.build_model(ModelConfig(), len(manifest["channels"]), manifest["chip_size"])
     model.compile(optimizer=tf.keras.optimizers.Adam(1e-3), loss="binary_crossentropy")
 
     def train_rate(dataset) -> float:

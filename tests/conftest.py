@@ -5,8 +5,7 @@ import dataclasses
 import pytest
 import zarr
 
-from tf_landslide.chips import SplitSpec
-from tf_landslide.config import CubeConfig, ExportConfig
+from tf_landslide.config import CubeConfig, ExportConfig, SplitSpec
 from tf_landslide.cube import synthetic
 
 # The cube layer supports zarr-python 2.18 and 3.x (.ci/oldest runs the cube tests with 2.18).

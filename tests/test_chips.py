@@ -3,6 +3,7 @@ import pytest
 import xarray as xr
 
 from tf_landslide import chips
+from tf_landslide.config import SplitSpec
 from tf_landslide.cube.open import CubeError
 
 
@@ -50,14 +51,14 @@ def test_labels_other_than_0_1_are_refused():
 def test_random_split_is_seeded_stratified_and_exact():
     n = 200
     positive = np.arange(n) % 4 == 0
-    spec = chips.SplitSpec("random", (0.7, 0.2, 0.1), seed=42)
+    spec = SplitSpec("random", (0.7, 0.2, 0.1), seed=42)
     split = chips.assign_splits(np.arange(n) // 20, np.arange(n) % 20, positive, spec)
     assert np.array_equal(split, chips.assign_splits(np.arange(n) // 20, np.arange(n) % 20, positive, spec))
     for members in (positive, ~positive):
         counts = np.bincount(split[members], minlength=3)
         total = members.sum()
         assert counts[0] == int(total * 0.7) and counts[1] == int(total * 0.2)
-    other = chips.assign_splits(np.arange(n) // 20, np.arange(n) % 20, positive, chips.SplitSpec(seed=7))
+    other = chips.assign_splits(np.arange(n) // 20, np.arange(n) % 20, positive, SplitSpec(seed=7))
     assert not np.array_equal(split, other)
 
 
@@ -65,7 +66,7 @@ def test_blocked_split_keeps_blocks_together_and_roughly_meets_fractions():
     rows, cols = np.meshgrid(np.arange(40), np.arange(40), indexing="ij")
     rows, cols = rows.ravel(), cols.ravel()
     positive = np.random.default_rng(0).random(rows.size) < 0.5
-    spec = chips.SplitSpec("blocked", (0.7, 0.2, 0.1), seed=3, block=4)
+    spec = SplitSpec("blocked", (0.7, 0.2, 0.1), seed=3, block=4)
     split = chips.assign_splits(rows, cols, positive, spec)
     blocks = (rows // 4) * 10 + cols // 4
     for block in np.unique(blocks):
@@ -77,4 +78,4 @@ def test_blocked_split_keeps_blocks_together_and_roughly_meets_fractions():
 @pytest.mark.parametrize("kwargs", [dict(method="nope"), dict(fractions=(0.5, 0.2, 0.1)), dict(block=0)])
 def test_bad_split_settings_name_the_flag(kwargs):
     with pytest.raises(ValueError, match="--split"):
-        chips.SplitSpec(**kwargs)
+        SplitSpec(**kwargs)

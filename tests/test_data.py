@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from tests.conftest import tiny_export_config
 from tf_landslide import data, export, records
+from tf_landslide.config import InputConfig
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +32,7 @@ def _raw_split(manifest, folder, split):
 
 def test_evaluation_batches_are_the_standardised_records_in_manifest_order(exported):
     manifest, folder = exported
-    dataset = data.make_dataset(manifest, folder, "val", data.InputConfig(batch_size=3), training=False)
+    dataset = data.make_dataset(manifest, folder, "val", InputConfig(batch_size=3), training=False)
     images = np.concatenate([image.numpy() for image, _ in dataset])
     labels = np.concatenate([label.numpy() for _, label in dataset])
     raw, raw_labels = _raw_split(manifest, folder, "val")
@@ -45,7 +46,7 @@ def test_evaluation_batches_are_the_standardised_records_in_manifest_order(expor
 
 def test_training_shuffles_and_deterministic_mode_repeats(exported):
     manifest, folder = exported
-    cfg = data.InputConfig(batch_size=4, deterministic=True, seed=42)
+    cfg = InputConfig(batch_size=4, deterministic=True, seed=42)
 
     def label_sums(dataset):
         return [float(s) for _, label in dataset for s in tf.reduce_sum(label, [1, 2, 3]).numpy()]
@@ -89,11 +90,11 @@ def test_truncated_or_corrupt_shard_is_an_error_naming_the_file(exported, tmp_pa
     payload = bytearray(shard.read_bytes())
     shard.write_bytes(bytes(payload[:-100]))
     with pytest.raises(data.DataError, match=f"{shard}.*truncated"):
-        data.make_dataset(manifest, copy, "train", data.InputConfig(), training=True)
+        data.make_dataset(manifest, copy, "train", InputConfig(), training=True)
     payload[200] ^= 0xFF  # same size, one flipped byte
     shard.write_bytes(bytes(payload))
     with pytest.raises(data.DataError, match=f"{shard}.*corrupt"):
-        data.make_dataset(manifest, copy, "train", data.InputConfig(), training=True)
+        data.make_dataset(manifest, copy, "train", InputConfig(), training=True)
 
 
 def test_missing_export_says_how_to_make_it(tmp_path):
@@ -103,9 +104,9 @@ def test_missing_export_says_how_to_make_it(tmp_path):
 
 def test_caching_does_not_change_the_batches(exported):
     manifest, folder = exported
-    cached = data.make_dataset(manifest, folder, "test", data.InputConfig(batch_size=2), training=False)
+    cached = data.make_dataset(manifest, folder, "test", InputConfig(batch_size=2), training=False)
     uncached = data.make_dataset(
-        manifest, folder, "test", dataclasses.replace(data.InputConfig(batch_size=2), cache_mb=0), training=False
+        manifest, folder, "test", dataclasses.replace(InputConfig(batch_size=2), cache_mb=0), training=False
     )
     for (a, _), (b, _) in zip(cached, uncached, strict=True):
         np.testing.assert_array_equal(a.numpy(), b.numpy())

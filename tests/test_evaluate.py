@@ -11,9 +11,8 @@ import pytest
 from sklearn.metrics import average_precision_score
 
 from tests.conftest import tiny_export_config
-from tf_landslide import data, evaluate, train_lib
-from tf_landslide.config import EvalConfig, TrainConfig
-from tf_landslide.models import ModelConfig
+from tf_landslide import data, evaluate, model_folder, train_lib
+from tf_landslide.config import EvalConfig, InputConfig, ModelConfig, TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -23,7 +22,7 @@ def trained(tiny_cube, tmp_path_factory):
     root = tmp_path_factory.mktemp("evaluate")
     cfg = TrainConfig(
         export=tiny_export_config(tiny_cube, root / "records"),
-        input=data.InputConfig(batch_size=4),
+        input=InputConfig(batch_size=4),
         model=ModelConfig(backbone="resnet18"),
         model_dir=str(root / "model"),
         epochs=2,
@@ -36,7 +35,7 @@ def test_metrics_equal_sklearn_on_the_models_predictions(trained):
     cfg = EvalConfig(export=trained.export, input=trained.input, model_dir=trained.model_dir, panel_chips=3)
     metrics = evaluate.evaluate(cfg)
     manifest, folder = data.load_manifest(trained.export.records_dir, trained.export.config)
-    model = train_lib.load_trained_model(trained.model_dir)
+    model = model_folder.load_trained_model(trained.model_dir)
     scores, labels = [], []
     for image, label in data.make_dataset(manifest, folder, "test", trained.input, training=False):
         scores.append(model.predict_on_batch(image).ravel())

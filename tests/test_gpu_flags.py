@@ -10,8 +10,8 @@ import pytest
 import tensorflow as tf
 
 from tests.test_train_lib import _kill_and_resume, make_config
-from tf_landslide import evaluate, export, serving, train_lib
-from tf_landslide.config import EvalConfig
+from tf_landslide import evaluate, export, model_folder, serving
+from tf_landslide.config import EvalConfig, ModelConfig
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +44,7 @@ def test_a_run_killed_after_its_backup_resumes_evaluates_and_exports_float32(tin
     if flags.get("mixed_precision"):  # the optimiser's dynamic loss scale is part of what the backup restores
         assert any("loss_scale" in name for name in run.killed.backup_variables), run.killed.backup_variables
     # The weights load into the model as evaluation and serving build it (UpSampling2D, float32) ...
-    model = train_lib.load_trained_model(run.model_dir, "last")
+    model = model_folder.load_trained_model(run.model_dir, "last")
     assert any(isinstance(layer, tf.keras.layers.UpSampling2D) for layer in model.layers)
     assert {weight.dtype for weight in model.weights} == {tf.float32}
     cfg = make_config(tiny_cube, tmp_path, records=exported_root / "records")
@@ -61,7 +61,7 @@ def test_a_run_killed_after_its_backup_resumes_evaluates_and_exports_float32(tin
 
 @pytest.mark.parametrize("arch", ["unet", "fpn", "linknet", "unetplusplus"])
 def test_repeat_upsampling_gives_the_same_values_and_gradients(arch):
-    from tf_landslide.models import ModelConfig, build_model
+    from tf_landslide.models import build_model
     from tf_landslide.models.xla import for_xla
 
     model = build_model(ModelConfig(arch, "resnet18"), 4, 64)
@@ -92,7 +92,7 @@ def test_repeat_upsampling_gives_the_same_values_and_gradients(arch):
 @pytest.mark.parametrize("arch", ["fpn", "linknet", "unetplusplus"])
 def test_the_other_architectures_take_an_xla_compiled_training_step(arch):
     """U-Net trains end to end above; the others' decoders (FPN's bilinear head too) compile as well."""
-    from tf_landslide.models import ModelConfig, build_model
+    from tf_landslide.models import build_model
     from tf_landslide.models.xla import for_xla
 
     chips = np.random.default_rng(0).normal(size=(2, 32, 32, 4)).astype(np.float32)

@@ -14,9 +14,8 @@ import tensorflow as tf
 from tensorflow.core.framework import types_pb2
 
 from tests.conftest import tiny_export_config
-from tf_landslide import data, records, serving, train_lib
-from tf_landslide.config import TrainConfig
-from tf_landslide.models import ModelConfig
+from tf_landslide import data, model_folder, records, serving, train_lib
+from tf_landslide.config import InputConfig, ModelConfig, TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -29,7 +28,7 @@ def trained(tiny_cube, tmp_path_factory):
     root = tmp_path_factory.mktemp("serving")
     cfg = TrainConfig(
         export=tiny_export_config(tiny_cube, root / "records", stride=8),
-        input=data.InputConfig(batch_size=4),
+        input=InputConfig(batch_size=4),
         model=ModelConfig(backbone="resnet18"),
         model_dir=str(root / "model"),
         epochs=1,
@@ -128,7 +127,7 @@ def test_a_fresh_tensorflow_process_matches_the_keras_model_on_raw_chips(trained
     assert modules == {"project_modules": [], "keras_modules_loaded_by_the_model": []}
     served = np.load(tmp_path / "p.npy")
 
-    model = train_lib.load_trained_model(trained.model_dir)
+    model = model_folder.load_trained_model(trained.model_dir)
     mean, std = data.normalisation(json.loads((Path(trained.model_dir) / data.MANIFEST_NAME).read_text()))
     expected = model(data.standardise(raw_chips, mean, std), training=False).numpy()
     assert served.shape == expected.shape == (*raw_chips.shape[:3], 1)

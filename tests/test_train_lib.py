@@ -28,15 +28,13 @@ import pytest
 import tensorflow as tf
 
 from tests.conftest import tiny_export_config
-from tf_landslide import data, export, train_lib
-from tf_landslide.chips import SplitSpec
+from tf_landslide import data, export, model_folder, train_lib
 from tf_landslide.config import TrainConfig
-from tf_landslide.data import InputConfig
-from tf_landslide.models import ModelConfig
+from tf_landslide.config import InputConfig, ModelConfig, SplitSpec
 
 REPO = Path(__file__).resolve().parents[1]
 SUBPROCESS_TIMEOUT = 180
-BEST, LAST = train_lib.BEST_MODEL, train_lib.LAST_MODEL
+BEST, LAST = model_folder.BEST_WEIGHTS, model_folder.LAST_WEIGHTS
 TWO_WORKERS = {"cluster": {"worker": ["localhost:1", "localhost:2"]}}
 
 
@@ -251,7 +249,7 @@ def test_load_trained_model_rebuilds_the_model_with_its_trained_weights(trained)
     cfg, summary = trained
     manifest, folder = data.load_manifest(cfg.export.records_dir, cfg.export.config)
     images, _ = next(iter(data.make_dataset(manifest, folder, "test", cfg.input, training=False)))
-    last = train_lib.load_trained_model(cfg.model_dir, "last")
+    last = model_folder.load_trained_model(cfg.model_dir, "last")
     probability = last.predict(images, verbose=0)
     assert probability.shape == (images.shape[0], 32, 32, 1)
     assert probability.dtype == np.float32
@@ -264,16 +262,16 @@ def test_load_trained_model_rebuilds_the_model_with_its_trained_weights(trained)
     assert scores["loss"] == pytest.approx(float(final["val_loss"]), rel=1e-4)
     assert scores["pr_auc"] == pytest.approx(float(final["val_pr_auc"]), abs=1e-4)
     # 'best' reads the other file: the same weights only when the last epoch was the best
-    best = train_lib.load_trained_model(cfg.model_dir, "best").predict(images, verbose=0)
+    best = model_folder.load_trained_model(cfg.model_dir, "best").predict(images, verbose=0)
     assert np.array_equal(best, probability) == (summary["best_epoch"] == cfg.epochs)
     with pytest.raises(FileNotFoundError, match="train first"):
-        train_lib.load_trained_model(str(Path(cfg.model_dir) / "nothing-here"))
+        model_folder.load_trained_model(str(Path(cfg.model_dir) / "nothing-here"))
 
 
 def test_weight_files_hold_the_layers_only(trained, tmp_path):
     """Inference reads the layers; the optimizer's slots (2x the weights under Adam) stay in the backup."""
     cfg, _ = trained
-    model = train_lib.load_trained_model(cfg.model_dir, "last")
+    model = model_folder.load_trained_model(cfg.model_dir, "last")
     weight_bytes = sum(w.nbytes for w in model.get_weights())
     for name in (BEST, LAST):
         path = Path(cfg.model_dir) / name
@@ -285,7 +283,7 @@ def test_weight_files_hold_the_layers_only(trained, tmp_path):
     shutil.copytree(cfg.model_dir, older, ignore=shutil.ignore_patterns("backup", "logs"))
     (older / LAST).unlink()
     model.save_weights(str(older / "last.weights.h5"))  # the name selects Keras's other format
-    loaded = train_lib.load_trained_model(str(older), "last")
+    loaded = model_folder.load_trained_model(str(older), "last")
     assert all(np.array_equal(a, b) for a, b in zip(loaded.get_weights(), model.get_weights(), strict=True))
 
 
@@ -580,14 +578,14 @@ def _rows(path) -> list[tuple[int, float]]:
 
 def test_history_writer_appends_a_row_per_epoch_and_replaces_redone_epochs(tmp_path):
     path = tmp_path / "history.csv"
-    first = train_lib.history_writer(path)
+    first = train_lib.history_writer(tmp_path)
     for epoch, loss in enumerate([0.9, 0.8, 0.7]):
         first.on_epoch_begin(epoch)
         first.on_epoch_end(epoch, {"loss": loss, "val_loss": loss + 1})
     assert _rows(path) == [(0, 0.9), (1, 0.8), (2, 0.7)]
     assert read_history(tmp_path)[0] == {"epoch": "0", "loss": "0.9", "val_loss": "1.9"}
     # killed after epoch 2's row but before its backup: the resumed run starts again at epoch 2
-    resumed = train_lib.history_writer(path)
+    resumed = train_lib.history_writer(tmp_path)
     resumed.on_epoch_begin(2)
     assert _rows(path) == [(0, 0.9), (1, 0.8)]
     inode = path.stat().st_ino
@@ -598,7 +596,7 @@ def test_history_writer_appends_a_row_per_epoch_and_replaces_redone_epochs(tmp_p
     assert _rows(path) == [(0, 0.9), (1, 0.8), (2, 0.6), (3, 0.5)]
     assert [p.name for p in tmp_path.iterdir()] == ["history.csv"]  # no partial file left behind
     # a run that starts at epoch 0 (no backup) keeps nothing of an earlier, unfinished run
-    restarted = train_lib.history_writer(path)
+    restarted = train_lib.history_writer(tmp_path)
     restarted.on_epoch_begin(0)
     assert _rows(path) == []
     restarted.on_epoch_end(0, {"loss": 0.4, "val_loss": 1.4})

@@ -24,7 +24,7 @@ import tensorflow as tf
 import yaml
 
 from tests.test_train_lib import free_ports, make_config
-from tf_landslide import export, serving, storage, train_lib, vertex
+from tf_landslide import export, model_folder, serving, storage, train_lib, vertex
 from tf_landslide import flags as landslide_flags
 from tf_landslide.cube import synthetic
 
@@ -336,7 +336,7 @@ def test_training_into_an_fsspec_url(tiny_cube, tmp_path, monkeypatch):
         assert storage.read_json(f"{base}/model/train_summary.json") == summary
         assert uploads.index("saved_model.pb") == len(uploads) - 1  # after every other SavedModel file
         assert uploads.index("variables.index") < uploads.index("saved_model.pb")
-        model = train_lib.load_trained_model(f"{base}/model/", "last")  # weights downloaded to a local file
+        model = model_folder.load_trained_model(f"{base}/model/", "last")  # weights downloaded to a local file
         assert model.predict(np.zeros((1, 32, 32, 8), np.float32), verbose=0).shape == (1, 32, 32, 1)
         assert train_lib.train(cfg) == summary  # finished: recognised from the URL, SavedModel kept
         assert uploads.count("saved_model.pb") == 1

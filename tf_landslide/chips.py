@@ -12,32 +12,12 @@ import dataclasses
 import numpy as np
 import xarray as xr
 
+from tf_landslide.config import SplitSpec
 from tf_landslide.cube import schema
 from tf_landslide.cube.open import check_labels
 from tf_landslide.cube.planes import PlaneReader, landslide_mask, planes_of
 
 SPLITS = ("train", "val", "test")
-SPLIT_METHODS = ("random", "blocked")
-
-
-@dataclasses.dataclass(frozen=True)
-class SplitSpec:
-    """How chip locations are assigned to train/val/test."""
-
-    method: str = "random"
-    fractions: tuple[float, float, float] = (0.7, 0.2, 0.1)
-    seed: int = 42
-    block: int = 4  # chips per side of a spatial block ('blocked' only)
-
-    def __post_init__(self):
-        if self.method not in SPLIT_METHODS:
-            raise ValueError(f"--split={self.method!r}; choose one of {list(SPLIT_METHODS)}")
-        if len(self.fractions) != 3 or min(self.fractions) < 0 or abs(sum(self.fractions) - 1) > 1e-6:
-            raise ValueError(
-                f"--split_fractions={list(self.fractions)} must be three non-negative numbers summing to 1"
-            )
-        if self.block < 1:
-            raise ValueError(f"--split_block must be >= 1, got {self.block}")
 
 
 @dataclasses.dataclass

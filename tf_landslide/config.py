@@ -1,14 +1,59 @@
 """Typed, frozen run configuration. Flags are parsed into these at the entry points
 (``tf_landslide.flags``); library functions take them, never absl's FLAGS. Every folder may
-be a local path or a URL (``gs://...``)."""
+be a local path or a URL (``gs://...``).
+
+The bottom of the package: it imports nothing of it, so every layer (the cube, the export, the
+input pipeline, the models, training) can take its configuration from here without pulling in
+another layer.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 
-from tf_landslide.chips import SplitSpec
-from tf_landslide.data import InputConfig
-from tf_landslide.models import ModelConfig
+SPLIT_METHODS = ("random", "blocked")
+ARCHITECTURES = ("unet", "unetplusplus", "fpn", "linknet")
+ENCODER_WEIGHTS = ("", "imagenet")
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitSpec:
+    """How chip locations are assigned to train/val/test."""
+
+    method: str = "random"
+    fractions: tuple[float, float, float] = (0.7, 0.2, 0.1)
+    seed: int = 42
+    block: int = 4  # chips per side of a spatial block ('blocked' only)
+
+    def __post_init__(self):
+        if self.method not in SPLIT_METHODS:
+            raise ValueError(f"--split={self.method!r}; choose one of {list(SPLIT_METHODS)}")
+        if len(self.fractions) != 3 or min(self.fractions) < 0 or abs(sum(self.fractions) - 1) > 1e-6:
+            raise ValueError(
+                f"--split_fractions={list(self.fractions)} must be three non-negative numbers summing to 1"
+            )
+        if self.block < 1:
+            raise ValueError(f"--split_block must be >= 1, got {self.block}")
+
+
+@dataclasses.dataclass(frozen=True)
+class InputConfig:
+    """How batches are made. ``batch_size`` is global: the strategy splits it over replicas."""
+
+    batch_size: int = 64
+    shuffle_buffer: int = 2048
+    augment: bool = False
+    cache_mb: float = 2048.0  # cache a split whose shards total less than this; 0 disables
+    deterministic: bool = False
+    seed: int = 42
+    verify_records: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    arch: str = "unet"
+    backbone: str = "resnet50"
+    encoder_weights: str = ""  # '' (random init, as in our tests) or 'imagenet' (downloads weights)
 
 
 @dataclasses.dataclass(frozen=True)

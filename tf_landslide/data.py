@@ -7,31 +7,18 @@ batching decodes a whole batch in one op, which is several times faster than per
 
 from __future__ import annotations
 
-import dataclasses
 import os
 
 import numpy as np
 
 from tf_landslide import records, storage
+from tf_landslide.config import InputConfig
 
 MANIFEST_NAME = "manifest.json"
 
 
 class DataError(ValueError):
     """Records missing, damaged, or not what the run asks for."""
-
-
-@dataclasses.dataclass(frozen=True)
-class InputConfig:
-    """How batches are made. ``batch_size`` is global: the strategy splits it over replicas."""
-
-    batch_size: int = 64
-    shuffle_buffer: int = 2048
-    augment: bool = False
-    cache_mb: float = 2048.0  # cache a split whose shards total less than this; 0 disables
-    deterministic: bool = False
-    seed: int = 42
-    verify_records: bool = True
 
 
 def load_manifest(records_dir: str | os.PathLike, config: str) -> tuple[dict, str]:

@@ -6,7 +6,7 @@ import logging
 
 import numpy as np
 
-from tf_landslide import data, plots, storage, train_lib
+from tf_landslide import data, model_folder, plots, storage
 from tf_landslide.config import EvalConfig
 from tf_landslide.cube.channels import resolve_channel_config
 from tf_landslide.metrics import PixelCurve
@@ -19,16 +19,15 @@ def evaluate(cfg: EvalConfig) -> dict:
     config = resolve_channel_config(cfg.export.config, cfg.export.channels, cfg.export.timesteps)
     manifest, folder = data.load_manifest(cfg.export.records_dir, config.name)
     data.check_manifest(manifest, config.name, config.channels, cfg.export.chip_size)
-    trained_on = storage.join(cfg.model_dir, "manifest.json")
-    if storage.exists(trained_on):
-        fingerprint = storage.read_json(trained_on)["fingerprint"]
+    if storage.exists(model_folder.path(cfg.model_dir, model_folder.MANIFEST)):
+        fingerprint = model_folder.read_manifest(cfg.model_dir)["fingerprint"]
         if fingerprint != manifest["fingerprint"]:
             raise data.DataError(
                 f"{cfg.model_dir} was trained on another export than {folder} (fingerprint {fingerprint[:12]} vs "
                 f"{manifest['fingerprint'][:12]}): its normalisation and splits differ. Evaluate with the flags it "
-                f"was trained with (--flagfile={storage.join(cfg.model_dir, 'flags.txt')})"
+                f"was trained with (--flagfile={model_folder.path(cfg.model_dir, model_folder.FLAGS)})"
             )
-    model = train_lib.load_trained_model(cfg.model_dir, cfg.checkpoint)
+    model = model_folder.load_trained_model(cfg.model_dir, cfg.checkpoint)
     dataset = data.make_dataset(manifest, folder, cfg.split, cfg.input, training=False)
     curve = PixelCurve()
     panel_probabilities, panel_labels = [], []
@@ -48,9 +47,9 @@ def evaluate(cfg: EvalConfig) -> dict:
         model_dir=str(cfg.model_dir),
         metric_note="pr_auc is the exact average precision over all pixels of the split (as sklearn computes it)",
     )
-    out = storage.join(cfg.model_dir, "eval")
+    out = model_folder.path(cfg.model_dir, model_folder.EVAL)
     storage.makedirs(out)
-    storage.write_json(storage.join(out, "metrics.json"), metrics)
+    storage.write_json(storage.join(out, model_folder.EVAL_METRICS), metrics)
     recall, precision = curve.pr_points()
     plots.pr_curve(
         recall,

@@ -17,11 +17,21 @@ from collections.abc import Mapping
 
 from absl import flags
 
-from tf_landslide import chips, models, records
-from tf_landslide.config import CubeConfig, EvalConfig, ExportConfig, MapConfig, TrainConfig
+from tf_landslide import chips, records
+from tf_landslide.config import (
+    ARCHITECTURES,
+    ENCODER_WEIGHTS,
+    SPLIT_METHODS,
+    CubeConfig,
+    EvalConfig,
+    ExportConfig,
+    InputConfig,
+    MapConfig,
+    ModelConfig,
+    SplitSpec,
+    TrainConfig,
+)
 from tf_landslide.cube import channels, events
-from tf_landslide.data import InputConfig
-from tf_landslide.models import ModelConfig
 
 FLAGS = flags.FLAGS
 
@@ -84,7 +94,7 @@ flags.DEFINE_float(
 flags.DEFINE_enum(
     "split",
     "random",
-    list(chips.SPLIT_METHODS),
+    list(SPLIT_METHODS),
     "random: seeded 70/20/10 over locations as the "
     "authors' code; blocked: spatial blocks of --split_block chips share a split (less leakage).",
 )
@@ -130,14 +140,14 @@ flags.DEFINE_bool("verify_records", True, "Check every record's checksum before 
 flags.DEFINE_enum(
     "arch",
     "unet",
-    list(models.ARCHITECTURES),
+    list(ARCHITECTURES),
     "Segmentation architecture; unetplusplus is what the authors' code trains (smp UnetPlusPlus).",
 )
 flags.DEFINE_string("backbone", "resnet50", "Encoder: any segmentation-models backbone.")
 flags.DEFINE_enum(
     "encoder_weights",
     "",
-    list(models.ENCODER_WEIGHTS),
+    list(ENCODER_WEIGHTS),
     "imagenet downloads pretrained encoder "
     "weights (needs internet); with C != 3 channels the first layers are adapted as smp does.",
 )
@@ -252,7 +262,7 @@ def export_config(values=FLAGS) -> ExportConfig:
         stride=values.stride,
         negative_ratio=values.negative_ratio,
         max_nodata_fraction=values.max_nodata_fraction,
-        split=chips.SplitSpec(values.split, fractions, values.split_seed, values.split_block),
+        split=SplitSpec(values.split, fractions, values.split_seed, values.split_block),
         stats_from=values.stats_from,
         record_dtype=values.record_dtype,
         compression=values.compression,

@@ -47,7 +47,7 @@ from collections.abc import Iterator
 import numpy as np
 
 import tf_landslide
-from tf_landslide import data, records, storage, train_lib
+from tf_landslide import data, model_folder, records, storage
 
 log = logging.getLogger("tf_landslide.serving")
 
@@ -207,7 +207,9 @@ def _serving_module(model, manifest: dict):
 def _serving_model(model_dir: str, which: str, manifest: dict):
     """The trained model rebuilt with free spatial dimensions (None, None, C), and the trained
     fixed-size model (for the self-check)."""
-    return train_lib.load_trained_model(model_dir, which, size=None), train_lib.load_trained_model(model_dir, which)
+    return model_folder.load_trained_model(model_dir, which, size=None), model_folder.load_trained_model(
+        model_dir, which
+    )
 
 
 def _self_check(serve, trained, manifest: dict) -> float:
@@ -327,8 +329,8 @@ def _provenance(model_dir: str, which: str, manifest: dict, version: int | None,
     import tensorflow as tf
 
     mean, std = data.normalisation(manifest)
-    saved = storage.read_json(storage.join(model_dir, "train_config.json"))
-    weights = train_lib.weights_path(model_dir, which)
+    saved = model_folder.read_train_config(model_dir)
+    weights = model_folder.weights_path(model_dir, which)
     return {
         "version": version,
         "exported_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
@@ -373,9 +375,9 @@ def _check_checkpoint(which: str) -> None:
 
 
 def _trained_manifest(model_dir: str) -> dict:
-    if not storage.exists(storage.join(model_dir, "train_config.json")):
-        raise FileNotFoundError(f"no trained model in {model_dir} (train_config.json missing)")
-    return train_lib.run_manifest(model_dir)
+    if not model_folder.holds_run(model_dir):
+        raise FileNotFoundError(f"no trained model in {model_dir} ({model_folder.TRAIN_CONFIG} missing)")
+    return model_folder.read_manifest(model_dir)
 
 
 def _write_saved_model(model_dir: str, which: str, manifest: dict, folder: str, version: int | None) -> float:

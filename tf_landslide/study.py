@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from tf_landslide import plots, storage
+from tf_landslide import model_folder, plots, storage
 from tf_landslide.cube.channels import study_configs
 
 log = logging.getLogger("tf_landslide.study")
@@ -72,10 +72,10 @@ def _run_one(config: str, study_dir: str, overrides: list[str], repo: Path) -> d
         "minutes": round((time.perf_counter() - started) / 60, 2),
         "status": status,
     }
-    metrics_path = storage.join(model_dir, "eval", "metrics.json")
+    metrics_path = model_folder.path(model_dir, model_folder.EVAL, model_folder.EVAL_METRICS)
     if status == "ok" and storage.exists(metrics_path):
         metrics = storage.read_json(metrics_path)
-        summary = storage.read_json(storage.join(model_dir, "train_summary.json"))
+        summary = model_folder.read_summary(model_dir)
         row.update(
             {k: metrics[k] for k in ("pr_auc", "positive_fraction", "roc_auc", "best_f1", "iou")},
             test_chips=metrics["chips"],

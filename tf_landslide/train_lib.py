@@ -1,4 +1,4 @@
-"""Training: distribution strategy, optimiser, callbacks, fit, and what the model folder holds.
+"""Training: distribution strategy, optimiser, callbacks and fit (the model folder: ``model_folder``).
 
 The paper's recipe: Adam, learning rate 0.01, weight decay 1e-4, ReduceLROnPlateau (factor
 0.1, patience 10, threshold 1e-4) on the training loss, 100 epochs, batch 64, cross-entropy.
@@ -17,7 +17,6 @@ The paper's recipe: Adam, learning rate 0.01, weight decay 1e-4, ReduceLROnPlate
 from __future__ import annotations
 
 import contextlib
-import csv
 import dataclasses
 import functools
 import json
@@ -28,7 +27,7 @@ import shutil
 import tempfile
 import time
 
-from tf_landslide import data, export, models, storage
+from tf_landslide import data, export, model_folder, models, serving, storage
 from tf_landslide.config import TrainConfig
 from tf_landslide.cube.channels import resolve_channel_config
 from tf_landslide.models.xla import for_xla
@@ -36,13 +35,6 @@ from tf_landslide.models.xla import for_xla
 log = logging.getLogger("tf_landslide.train")
 
 WEIGHT_DECAY_MODES = ("l2", "decoupled")
-# Weights only: the architecture is rebuilt from train_config.json, which loads in a second
-# where a .keras archive of a ResNet-50 U-Net (with optimizer state) takes a minute. Plain
-# ".h5" names on purpose: tf-keras writes "*.weights.h5" files with the optimizer's slots too
-# (3x the size under Adam), which inference never reads; resuming uses the backup instead.
-BEST_MODEL, LAST_MODEL = "best_weights.h5", "last_weights.h5"
-# The names earlier versions wrote (with the optimizer's slots): load_weights reads both.
-_OLDER_NAMES = {BEST_MODEL: "best.weights.h5", LAST_MODEL: "last.weights.h5"}
 
 
 # --- cluster and strategy -----------------------------------------------------------------
@@ -195,8 +187,8 @@ def torch_plateau(factor: float, patience: int, threshold: float, state_path: st
     return TorchPlateau()
 
 
-def history_writer(path: str):
-    """Append each epoch's logs to a CSV; on resume, drop rows of epochs about to be redone.
+def history_writer(model_dir: str):
+    """Append each epoch's logs to the run's history; on resume, drop rows of epochs about to be redone.
 
     It runs before BackupAndRestore, so a row is on disk before its epoch's backup: a kill
     between the two redoes the epoch and replaces its row instead of losing it.
@@ -208,30 +200,17 @@ def history_writer(path: str):
             self.first = True
 
         def on_epoch_begin(self, epoch, logs=None):
-            if self.first and storage.exists(path):
-                _write_rows(path, [r for r in _read_rows(path) if int(r["epoch"]) < epoch])
+            rows = model_folder.read_history(model_dir) if self.first else []
+            if rows:
+                model_folder.write_history(model_dir, [r for r in rows if int(r["epoch"]) < epoch])
             self.first = False
 
         def on_epoch_end(self, epoch, logs=None):
-            rows = _read_rows(path) if storage.exists(path) else []
+            rows = model_folder.read_history(model_dir)
             rows.append({"epoch": epoch, **{k: float(v) for k, v in (logs or {}).items()}})
-            _write_rows(path, rows)
+            model_folder.write_history(model_dir, rows)
 
     return HistoryWriter()
-
-
-def _read_rows(path: str) -> list[dict]:
-    with storage.open(path, "r", newline="") as handle:
-        return list(csv.DictReader(handle))
-
-
-def _write_rows(path: str, rows: list[dict]) -> None:
-    """The whole file, replaced in one step (a rename, or one upload)."""
-    fields = list(dict.fromkeys(k for row in rows for k in row)) or ["epoch"]
-    with storage.open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(rows)
 
 
 def epoch_line(train_chips: int, epochs: int):
@@ -291,7 +270,7 @@ def _write_dir(model_dir: str, chief: bool) -> str:
 def backup_dir(cfg: TrainConfig) -> str:
     """BackupAndRestore's folder: --checkpoint_dir (Vertex AI's AIP_CHECKPOINT_DIR), else <model_dir>/backup.
     Every worker names the same one; Keras redirects the non-chief's writes."""
-    return cfg.checkpoint_dir or storage.join(cfg.model_dir, "backup")
+    return cfg.checkpoint_dir or model_folder.path(cfg.model_dir, model_folder.BACKUP)
 
 
 def publish_file(local: str, destination: str):
@@ -396,7 +375,7 @@ def _train(cfg: TrainConfig, chief: bool, manifest: dict, folder: str, flags_tex
     with strategy.scope():
         model = compiled_model(cfg, manifest)
     if chief:
-        _write_run_files(model_dir, cfg, manifest, flags_text)
+        model_folder.write_run_files(model_dir, cfg, manifest, flags_text)
     staging = tempfile.mkdtemp(prefix="tf_landslide-checkpoint-")
     # Order matters at each epoch's end: the log line adds chips/s and the learning rate used,
     # the plateau may lower the rate, the history row is written, and only then the backup.
@@ -405,30 +384,30 @@ def _train(cfg: TrainConfig, chief: bool, manifest: dict, folder: str, flags_tex
         torch_plateau(
             cfg.lr_factor, cfg.lr_patience, cfg.lr_threshold, storage.join(backup, "plateau.json"), write=chief
         ),
-        *([history_writer(storage.join(model_dir, "history.csv"))] if chief else []),
+        *([history_writer(model_dir)] if chief else []),
         tf.keras.callbacks.BackupAndRestore(backup),
         tf.keras.callbacks.TerminateOnNaN(),
         tf.keras.callbacks.ModelCheckpoint(
-            os.path.join(staging, BEST_MODEL),
+            os.path.join(staging, model_folder.BEST_WEIGHTS),
             monitor="val_pr_auc",
             mode="max",
             save_best_only=True,
             save_weights_only=True,
-            initial_value_threshold=_best_so_far(storage.join(cfg.model_dir, "history.csv")),
+            initial_value_threshold=_best_so_far(cfg.model_dir),
         ),
-        publish_file(os.path.join(staging, BEST_MODEL), storage.join(model_dir, BEST_MODEL)),
-        tf.keras.callbacks.TensorBoard(cfg.tensorboard_dir or storage.join(model_dir, "logs")),
+        publish_file(os.path.join(staging, model_folder.BEST_WEIGHTS), model_folder.weights_path(model_dir, "best")),
+        tf.keras.callbacks.TensorBoard(cfg.tensorboard_dir or model_folder.path(model_dir, model_folder.LOGS)),
     ]
     started = time.perf_counter()
     try:
         history = model.fit(train_data, validation_data=val_data, epochs=cfg.epochs, callbacks=callbacks, verbose=0)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    with storage.local_output(storage.join(model_dir, LAST_MODEL)) as local:
+    with storage.local_output(model_folder.weights_path(model_dir, "last")) as local:
         model.save_weights(local)
     summary = _summary(model_dir, history, time.perf_counter() - started, manifest)
     if chief:
-        storage.write_json(storage.join(model_dir, "train_summary.json"), summary)
+        model_folder.write_summary(model_dir, summary)
     else:
         storage.remove_tree(model_dir)
     return summary
@@ -438,8 +417,6 @@ def _export_savedmodel(cfg: TrainConfig, chief: bool) -> None:
     """The chief exports the best model as a SavedModel into ``cfg.savedmodel_dir``, unless one is there."""
     if not (chief and cfg.savedmodel_dir):
         return
-    from tf_landslide import serving
-
     if storage.exists(storage.join(cfg.savedmodel_dir, serving.SAVED_MODEL_PB)):
         log.info("%s already holds a SavedModel: not exported again", cfg.savedmodel_dir)
         return
@@ -468,15 +445,13 @@ def _finished_run(cfg: TrainConfig, chief: bool) -> dict | None:
     separate checkpoint folder while the model folder holds no run belongs to another run:
     an error too.
     """
-    summary = storage.join(cfg.model_dir, "train_summary.json")
-    config = storage.join(cfg.model_dir, "train_config.json")
     if cfg.export.overwrite:
         if chief:
             storage.remove_tree(cfg.model_dir)
             if cfg.checkpoint_dir:
                 _remove_backup(cfg.checkpoint_dir)
         return None
-    if not storage.exists(config):
+    if not model_folder.holds_run(cfg.model_dir):
         stale = storage.join(backup_dir(cfg), "chief")
         if cfg.checkpoint_dir and storage.exists(stale):
             raise ValueError(
@@ -484,14 +459,15 @@ def _finished_run(cfg: TrainConfig, chief: bool) -> dict | None:
                 "choose another --checkpoint_dir, delete it, or pass --overwrite to replace it"
             )
         return None
-    previous = storage.read_json(config)
+    previous = model_folder.read_train_config(cfg.model_dir)
+    summary = model_folder.read_summary(cfg.model_dir)
     if _run_identity(previous) != _run_identity(json.loads(json.dumps(dataclasses.asdict(cfg)))):
-        state = "finished" if storage.exists(summary) else "unfinished"
+        state = "finished" if summary is not None else "unfinished"
         raise ValueError(
-            f"{cfg.model_dir} holds an {state} run with other settings (see its train_config.json): "
+            f"{cfg.model_dir} holds an {state} run with other settings (see its {model_folder.TRAIN_CONFIG}): "
             "choose another --model_dir or pass --overwrite to replace it"
         )
-    return storage.read_json(summary) if storage.exists(summary) else None
+    return summary
 
 
 def _remove_backup(folder: str) -> None:
@@ -500,27 +476,16 @@ def _remove_backup(folder: str) -> None:
     storage.remove(storage.join(folder, "plateau.json"))
 
 
-def _best_so_far(history: str) -> float | None:
+def _best_so_far(model_dir: str) -> float | None:
     """Best validation PR-AUC of the epochs a resumed run already has, so the best-model
     checkpoint is not replaced by a worse epoch after the resume."""
-    if not storage.exists(history):
-        return None
-    scores = [float(row["val_pr_auc"]) for row in _read_rows(history) if row.get("val_pr_auc")]
+    scores = [float(row["val_pr_auc"]) for row in model_folder.read_history(model_dir) if row.get("val_pr_auc")]
     return max(scores) if scores else None
-
-
-def _write_run_files(model_dir: str, cfg: TrainConfig, manifest: dict, flags_text: str) -> None:
-    storage.write_json(storage.join(model_dir, "train_config.json"), dataclasses.asdict(cfg))
-    storage.write_json(storage.join(model_dir, "manifest.json"), manifest)
-    if flags_text:
-        storage.write_text(storage.join(model_dir, "flags.txt"), flags_text)
 
 
 def _summary(model_dir: str, history, seconds: float, manifest: dict) -> dict:
     """Best epoch by validation PR-AUC over the whole history (resumed runs included)."""
-
-    path = storage.join(model_dir, "history.csv")
-    rows = _read_rows(path) if storage.exists(path) else []
+    rows = model_folder.read_history(model_dir)
     if not rows:
         rows = [{k: v[i] for k, v in history.history.items()} | {"epoch": i} for i in range(len(history.epoch))]
     best = max(rows, key=lambda r: float(r.get("val_pr_auc", -1)))
@@ -535,35 +500,3 @@ def _summary(model_dir: str, history, seconds: float, manifest: dict) -> dict:
         "config": manifest["config"]["name"],
         "train_chips": manifest["splits"]["train"]["chips"],
     }
-
-
-def weights_path(model_dir: str, which: str = "best") -> str:
-    return storage.join(model_dir, BEST_MODEL if which == "best" else LAST_MODEL)
-
-
-def run_manifest(model_dir: str) -> dict:
-    """The export manifest a training run in ``model_dir`` was trained on (channels, normalisation)."""
-    path = storage.join(model_dir, "manifest.json")
-    if not storage.exists(path):
-        raise FileNotFoundError(f"no trained run in {model_dir} ({path} is missing): train first, or fix --model_dir")
-    return storage.read_json(path)
-
-
-def load_trained_model(model_dir: str, which: str = "best", size: int | None = 0):
-    """The best (by validation PR-AUC) or last model of a training run, rebuilt from its
-    train_config.json and manifest.json and loaded with its weights; for inputs of ``size``
-    pixels square (0: the training chip size; None: any multiple of 32)."""
-    model_dir = os.fspath(model_dir)
-    path = weights_path(model_dir, which)
-    older = storage.join(model_dir, _OLDER_NAMES[os.path.basename(path)])
-    if not storage.exists(path) and storage.exists(older):
-        path = older
-    if not storage.exists(path):
-        raise FileNotFoundError(f"no trained model at {path}: train first (python train.py --model_dir={model_dir})")
-    saved = storage.read_json(storage.join(model_dir, "train_config.json"))["model"]
-    manifest = run_manifest(model_dir)
-    architecture = dataclasses.replace(models.ModelConfig(**saved), encoder_weights="")  # the weights come next
-    model = models.build_model(architecture, len(manifest["channels"]), manifest["chip_size"] if size == 0 else size)
-    with storage.local_input(path) as local:
-        model.load_weights(local)
-    return model

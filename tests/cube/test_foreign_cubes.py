@@ -12,13 +12,12 @@ import rasterio
 
 from tests.conftest import tiny_export_config
 from tests.cube import foreign
-from tf_landslide import data, evaluate, export, train_lib
-from tf_landslide.config import CubeConfig, EvalConfig, MapConfig, TrainConfig
+from tf_landslide import evaluate, export, train_lib
+from tf_landslide.config import CubeConfig, EvalConfig, InputConfig, MapConfig, ModelConfig, TrainConfig
 from tf_landslide.cube import planes, schema
 from tf_landslide.cube.channels import resolve_orbit
 from tf_landslide.cube.open import CubeError, open_conformed, orbit_codes
 from tf_landslide.maps import scene_map
-from tf_landslide.models import ModelConfig
 
 SCENE = foreign.canonical_scene()
 NEEDS_ORBIT_ANY = foreign.VARIANTS_EXPECTED_ERROR
@@ -134,7 +133,7 @@ def test_every_variant_exports_what_the_baseline_does(written, tmp_path, baselin
 def _train_evaluate_map(source: str, root: Path, cube_cfg: CubeConfig | None = None) -> tuple[dict, Path]:
     cfg = TrainConfig(
         export=_export_config(cube_cfg or CubeConfig(cube=source), root / "records"),
-        input=data.InputConfig(batch_size=4),
+        input=InputConfig(batch_size=4),
         model=ModelConfig(backbone="resnet18"),
         model_dir=str(root / "model"),
         epochs=1,

@@ -13,8 +13,8 @@ import rasterio
 import xarray as xr
 
 from tests.conftest import tiny_export_config
-from tf_landslide import export
-from tf_landslide.config import CubeConfig, MapConfig
+from tf_landslide import export, model_folder
+from tf_landslide.config import CubeConfig, MapConfig, ModelConfig
 from tf_landslide.cube import schema
 from tf_landslide.cube.channels import resolve_channel_config
 from tf_landslide.cube.open import open_cube
@@ -150,20 +150,20 @@ def test_bad_requests_are_clear_errors(tiny_cube, run_dir, tmp_path, overrides, 
 @pytest.fixture(scope="module")
 def keras_run(run_dir, tmp_path_factory):
     """The run folder with an untrained tiny U-Net/ResNet-18 as its best weights."""
-    from tf_landslide import models, train_lib
+    from tf_landslide import models
 
     root = tmp_path_factory.mktemp("keras_run")
     (root / "manifest.json").write_text((run_dir / "manifest.json").read_text())
-    config = models.ModelConfig(backbone="resnet18")
+    config = ModelConfig(backbone="resnet18")
     (root / "train_config.json").write_text(json.dumps({"model": dataclasses.asdict(config)}))
     manifest = json.loads((run_dir / "manifest.json").read_text())
-    models.build_model(config, len(manifest["channels"]), 32).save_weights(str(root / train_lib.BEST_MODEL))
+    models.build_model(config, len(manifest["channels"]), 32).save_weights(str(root / model_folder.BEST_WEIGHTS))
     return root
 
 
 def test_the_map_of_one_window_is_the_model_on_the_reflected_scene(keras_run, tiny_cube, tmp_path):
     """Reading channels, normalisation and placement agree with the model applied by hand."""
-    from tf_landslide import data, train_lib
+    from tf_landslide import data
     from tf_landslide.cube.scene import open_scene
     from tf_landslide.maps.tiling import Tiling
 
@@ -183,7 +183,7 @@ def test_the_map_of_one_window_is_the_model_on_the_reflected_scene(keras_run, ti
     raw = np.moveaxis(scene.plan.read_band(scene.ds, slice(0, 160)), 0, -1)
     pad = Tiling(256, 32).pad
     padded = np.pad(raw, ((pad, 256 - 160 - pad), (pad, 256 - 192 - pad), (0, 0)), mode="reflect")
-    model = train_lib.load_trained_model(str(keras_run), "best", size=256)
+    model = model_folder.load_trained_model(str(keras_run), "best", size=256)
     by_hand = model(data.standardise(padded[None], *data.normalisation(manifest)), training=False).numpy()
     by_hand = by_hand[0, pad : pad + 160, pad : pad + 192, 0]
     with rasterio.open(tmp_path / "m" / "probability.tif") as tif:

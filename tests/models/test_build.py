@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_landslide.models import BATCHNORM_MOMENTUM, ModelConfig, build_model, transfer_weights
+from tf_landslide.config import ModelConfig
+from tf_landslide.models import BATCHNORM_MOMENTUM, build_model, transfer_weights
 
 
 @pytest.mark.parametrize("channels", [2, 4, 8])

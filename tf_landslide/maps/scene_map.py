@@ -16,7 +16,7 @@ import time
 import numpy as np
 import xarray as xr
 
-from tf_landslide import data, storage, train_lib
+from tf_landslide import data, model_folder, storage
 from tf_landslide.config import MapConfig
 from tf_landslide.cube import planes, schema
 from tf_landslide.cube.channels import resolve_channel_config
@@ -47,7 +47,7 @@ def keras_predictor(model_dir: str, checkpoint: str, manifest: dict, window: int
     model and normalisation (the same transform as training and the SavedModel)."""
     import tensorflow as tf
 
-    model = train_lib.load_trained_model(model_dir, checkpoint, size=window)
+    model = model_folder.load_trained_model(model_dir, checkpoint, size=window)
     mean, std = data.normalisation(manifest)
 
     @tf.function(input_signature=[tf.TensorSpec([None, window, window, len(mean)], tf.float32)])
@@ -58,7 +58,7 @@ def keras_predictor(model_dir: str, checkpoint: str, manifest: dict, window: int
 
 
 def _output_dir(cfg: MapConfig) -> str:
-    out = cfg.map_dir or storage.join(cfg.model_dir, "map")
+    out = cfg.map_dir or model_folder.path(cfg.model_dir, model_folder.MAP)
     if storage.exists(out) and not cfg.overwrite:
         raise MapError(f"{out} already holds a map: pass --overwrite to replace it, or choose another --map_dir")
     return out
@@ -85,12 +85,12 @@ def make_map(cfg: MapConfig, predictor=None, cube: xr.Dataset | None = None) -> 
     if unknown:
         raise MapError(f"--map_outputs: unknown {unknown}; choose from {list(MAP_OUTPUTS)}")
     tiling = Tiling(cfg.window, cfg.overlap)
-    manifest = train_lib.run_manifest(cfg.model_dir)
+    manifest = model_folder.read_manifest(cfg.model_dir)
     trained = manifest["config"]
     if cfg.config and cfg.config != trained["name"]:
         raise MapError(
             f"--config={cfg.config} but {cfg.model_dir} was trained on {trained['name']}: "
-            f"use the run's flagfile ({os.path.join(cfg.model_dir, 'flags.txt')}) or another --model_dir"
+            f"use the run's flagfile ({model_folder.path(cfg.model_dir, model_folder.FLAGS)}) or another --model_dir"
         )
     config = resolve_channel_config(trained["name"], manifest["channels"], trained["timesteps"])
     scene = open_scene(cube_location(cfg.cube) if cube is None else cube, cfg.cube, config, need_labels=False)

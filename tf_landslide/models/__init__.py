@@ -6,22 +6,13 @@ float32, also under a mixed-precision policy (the sigmoid runs in float32).
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 
 import numpy as np
 
+from tf_landslide.config import ARCHITECTURES, ENCODER_WEIGHTS, ModelConfig
+
 log = logging.getLogger("tf_landslide.models")
-
-ARCHITECTURES = ("unet", "unetplusplus", "fpn", "linknet")
-ENCODER_WEIGHTS = ("", "imagenet")
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelConfig:
-    arch: str = "unet"
-    backbone: str = "resnet50"
-    encoder_weights: str = ""  # '' (random init, as in our tests) or 'imagenet' (downloads weights)
 
 
 def _builder(arch: str):
