@@ -421,23 +421,3 @@ def test_bands_scanned_through_one_buffer_return_what_fresh_arrays_give(exported
         assert got["kept"] == fresh["kept"] and got["moments"] == fresh["moments"]
         for key in ("images", "labels"):
             np.testing.assert_array_equal(got[key], fresh[key], err_msg=f"{task.name} {key}")
-
-
-def test_the_export_package_imports_point_one_way():
-    """No submodule of tf_landslide.export imports, even indirectly, one that imports it."""
-    import ast
-    import graphlib
-
-    package = REPO / "tf_landslide" / "export"
-    modules = {path.stem for path in package.glob("*.py")} - {"__init__"}
-    graph = {}
-    for name in modules:
-        imported = set()
-        for node in ast.walk(ast.parse((package / f"{name}.py").read_text())):
-            if isinstance(node, ast.ImportFrom) and node.module == "tf_landslide.export":
-                imported |= {alias.name for alias in node.names}
-            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("tf_landslide.export."):
-                imported.add(node.module.rsplit(".", 1)[1])
-        assert imported <= modules, f"{name} imports {imported - modules} from the package's __init__"
-        graph[name] = imported
-    list(graphlib.TopologicalSorter(graph).static_order())  # raises CycleError on a cycle
