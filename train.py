@@ -8,8 +8,8 @@ import sys
 
 from absl import app, logging
 
+from tf_landslide import distribution, train_lib
 from tf_landslide import flags as landslide_flags
-from tf_landslide import train_lib
 from tf_landslide.cube.open import CubeError
 from tf_landslide.data import DataError
 from tf_landslide.export import ExportError
@@ -20,7 +20,7 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     try:
         environ = dict(os.environ)  # Vertex AI's AIP_* folders and CLUSTER_SPEC, or TF_CONFIG
-        cfg = landslide_flags.train_config(cluster=train_lib.cluster_from_environment(environ), environ=environ)
+        cfg = landslide_flags.train_config(cluster=distribution.cluster_from_environment(environ), environ=environ)
         train_lib.train(cfg, flags_text=landslide_flags.flags_text(environ=environ))
     except (CubeError, DataError, ExportError, ValueError, FileNotFoundError) as error:
         logging.error("%s", error)

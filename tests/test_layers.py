@@ -22,7 +22,7 @@ LAYERS = [
     ("models", ["models"]),
     ("model folder", ["model_folder"]),
     ("serving", ["serving"]),
-    ("training", ["train_lib"]),
+    ("training", ["distribution", "optimizer", "callbacks", "train_lib"]),
     ("evaluation, maps, study", ["evaluate", "maps", "study"]),
     ("entry points", ["flags", "cube.check", "vertex"]),
 ]

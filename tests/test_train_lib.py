@@ -28,7 +28,8 @@ import pytest
 import tensorflow as tf
 
 from tests.conftest import tiny_export_config
-from tf_landslide import data, export, model_folder, train_lib
+from tf_landslide import callbacks, data, distribution, export, model_folder, train_lib
+from tf_landslide import optimizer as optimizer_lib
 from tf_landslide.config import TrainConfig
 from tf_landslide.config import InputConfig, ModelConfig, SplitSpec
 
@@ -69,7 +70,7 @@ def history_epochs(model_dir) -> list[int]:
 
 
 # Run in a fresh interpreter: argv[1] is JSON {"config": make_config kwargs, "kill_epoch": int|None,
-# "kill_in": a train_lib callback factory or a tf.keras.callbacks class, "logical_cpus": int,
+# "kill_in": a class of tf_landslide.callbacks or of tf.keras.callbacks, "logical_cpus": int,
 # "evaluate": bool}. The process kills itself right after that callback's on_epoch_end of kill_epoch.
 RUNNER = textwrap.dedent(
     """
@@ -77,7 +78,7 @@ RUNNER = textwrap.dedent(
     import tf_landslide
     import tensorflow as tf
     from tests.test_train_lib import make_config
-    from tf_landslide import data, models, train_lib
+    from tf_landslide import callbacks, data, distribution, models, train_lib
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="LOG %(name)s %(message)s")
     args = json.loads(sys.argv[1])
@@ -85,7 +86,7 @@ RUNNER = textwrap.dedent(
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * args["logical_cpus"])
         devices = [f"/cpu:{i}" for i in range(args["logical_cpus"])]
-        train_lib.make_strategy = lambda cluster: tf.distribute.MirroredStrategy(devices)
+        distribution.make_strategy = lambda cluster: tf.distribute.MirroredStrategy(devices)
 
     def kill_after(callback, epoch_to_kill):
         end = callback.on_epoch_end
@@ -101,7 +102,7 @@ RUNNER = textwrap.dedent(
 
     if args.get("kill_epoch") is not None:
         name = args["kill_in"]
-        module = train_lib if hasattr(train_lib, name) else tf.keras.callbacks
+        module = callbacks if hasattr(callbacks, name) else tf.keras.callbacks
         original = getattr(module, name)
         setattr(module, name, lambda *a, **k: kill_after(original(*a, **k), args["kill_epoch"]))
 
@@ -376,7 +377,7 @@ def test_unfinished_run_with_other_settings_is_not_resumed(tiny_cube, exported_r
     def make_strategy(cluster):
         raise Trained("train() went on to train")  # stops the run before any costly work
 
-    monkeypatch.setattr(train_lib, "make_strategy", make_strategy)
+    monkeypatch.setattr(distribution, "make_strategy", make_strategy)
     with pytest.raises(ValueError, match="--overwrite"):
         train_lib.train(cfg)
 
@@ -430,49 +431,49 @@ def _train_config(**overrides) -> TrainConfig:
 
 @pytest.mark.parametrize("gradients", [GRADIENTS, SMALL_GRADIENTS], ids=["gradients", "small-gradients"])
 def test_adam_l2_is_torch_adam_with_weight_decay(gradients):
-    optimizer = train_lib.make_optimizer(_train_config(learning_rate=0.01, weight_decay=0.1))
+    optimizer = optimizer_lib.make_optimizer(_train_config(learning_rate=0.01, weight_decay=0.1))
     assert isinstance(optimizer, tf.keras.optimizers.Adam) and type(optimizer).__name__ == "AdamL2"
     assert optimizer.l2 == 0.1 and optimizer.weight_decay is None  # coupled, not Keras' decoupled decay
     assert (optimizer.beta_1, optimizer.beta_2) == (BETA_1, BETA_2) and not optimizer.amsgrad
     assert_matches_torch(optimizer, gradients, 0.01, weight_decay=0.1)
-    without_decay = train_lib.make_optimizer(_train_config(learning_rate=0.01, weight_decay=0.0))
+    without_decay = optimizer_lib.make_optimizer(_train_config(learning_rate=0.01, weight_decay=0.0))
     assert_matches_torch(without_decay, gradients, 0.01)
 
 
 def test_adam_l2_differs_from_plain_adam_adamw_and_keras_epsilon():
-    coupled = _steps(train_lib.make_optimizer(_train_config(learning_rate=0.01, weight_decay=0.1)), GRADIENTS)
+    coupled = _steps(optimizer_lib.make_optimizer(_train_config(learning_rate=0.01, weight_decay=0.1)), GRADIENTS)
     # the decay enters the moments: plain Adam on g alone lands elsewhere (w[3] has g = 0 at step 1), so does AdamW
     assert np.abs(coupled - torch_reference(W0, GRADIENTS, 0.01)).max() > 1e-3
     assert np.abs(coupled - torch_reference(W0, GRADIENTS, 0.01, 0.1, decoupled=True)).max() > 1e-3
     # and the small-gradient reference is sharp enough to see the epsilon: Keras' default Adam is far off
-    ours = _steps(train_lib.make_optimizer(_train_config(learning_rate=0.01, weight_decay=0.0)), SMALL_GRADIENTS)
+    ours = _steps(optimizer_lib.make_optimizer(_train_config(learning_rate=0.01, weight_decay=0.0)), SMALL_GRADIENTS)
     keras_default = _steps(tf.keras.optimizers.Adam(learning_rate=0.01), SMALL_GRADIENTS)
     assert np.abs((keras_default - W0) / (ours - W0) - 1).max() > 0.5
 
 
 def test_adam_l2_survives_serialisation():
-    optimizer = train_lib.AdamL2(learning_rate=0.01, l2=1e-4)
+    optimizer = optimizer_lib.AdamL2(learning_rate=0.01, l2=1e-4)
     config = optimizer.get_config()
     assert config["l2"] == 1e-4
-    again = train_lib.custom_objects()["AdamL2"].from_config(config)
+    again = optimizer_lib.custom_objects()["AdamL2"].from_config(config)
     assert again.l2 == 1e-4 and float(again.learning_rate) == pytest.approx(0.01)
 
 
 def test_adam_l2_from_config_keeps_torch_epsilon():
-    optimizer = train_lib.make_optimizer(_train_config(learning_rate=0.01, weight_decay=0.0))
-    again = train_lib.custom_objects()["AdamL2"].from_config(optimizer.get_config())
+    optimizer = optimizer_lib.make_optimizer(_train_config(learning_rate=0.01, weight_decay=0.0))
+    again = optimizer_lib.custom_objects()["AdamL2"].from_config(optimizer.get_config())
     assert_matches_torch(again, SMALL_GRADIENTS, 0.01)
 
 
 def test_unknown_weight_decay_mode_raises():
     with pytest.raises(ValueError, match="weight_decay_mode"):
-        train_lib.make_optimizer(_train_config(weight_decay_mode="adamw"))
+        optimizer_lib.make_optimizer(_train_config(weight_decay_mode="adamw"))
 
 
 @pytest.mark.parametrize("gradients", [GRADIENTS, SMALL_GRADIENTS], ids=["gradients", "small-gradients"])
 def test_decoupled_mode_is_torch_adamw(gradients):
     cfg = _train_config(learning_rate=0.01, weight_decay=0.1, weight_decay_mode="decoupled")
-    optimizer = train_lib.make_optimizer(cfg)
+    optimizer = optimizer_lib.make_optimizer(cfg)
     assert optimizer.weight_decay == pytest.approx(0.1) and not getattr(optimizer, "l2", 0.0)
     assert_matches_torch(optimizer, gradients, 0.01, weight_decay=0.1, decoupled=True)
 
@@ -504,7 +505,7 @@ def _fake_model(lr: float):
 
 
 def _plateau(model, state_path, patience=2, factor=0.5, write=True):
-    callback = train_lib.torch_plateau(factor, patience, 1e-4, state_path, write=write)
+    callback = callbacks.TorchPlateau(factor, patience, 1e-4, state_path, write=write)
     callback.set_model(model)
     callback.on_train_begin()
     return callback
@@ -578,14 +579,14 @@ def _rows(path) -> list[tuple[int, float]]:
 
 def test_history_writer_appends_a_row_per_epoch_and_replaces_redone_epochs(tmp_path):
     path = tmp_path / "history.csv"
-    first = train_lib.history_writer(tmp_path)
+    first = callbacks.HistoryWriter(tmp_path)
     for epoch, loss in enumerate([0.9, 0.8, 0.7]):
         first.on_epoch_begin(epoch)
         first.on_epoch_end(epoch, {"loss": loss, "val_loss": loss + 1})
     assert _rows(path) == [(0, 0.9), (1, 0.8), (2, 0.7)]
     assert read_history(tmp_path)[0] == {"epoch": "0", "loss": "0.9", "val_loss": "1.9"}
     # killed after epoch 2's row but before its backup: the resumed run starts again at epoch 2
-    resumed = train_lib.history_writer(tmp_path)
+    resumed = callbacks.HistoryWriter(tmp_path)
     resumed.on_epoch_begin(2)
     assert _rows(path) == [(0, 0.9), (1, 0.8)]
     inode = path.stat().st_ino
@@ -596,7 +597,7 @@ def test_history_writer_appends_a_row_per_epoch_and_replaces_redone_epochs(tmp_p
     assert _rows(path) == [(0, 0.9), (1, 0.8), (2, 0.6), (3, 0.5)]
     assert [p.name for p in tmp_path.iterdir()] == ["history.csv"]  # no partial file left behind
     # a run that starts at epoch 0 (no backup) keeps nothing of an earlier, unfinished run
-    restarted = train_lib.history_writer(tmp_path)
+    restarted = callbacks.HistoryWriter(tmp_path)
     restarted.on_epoch_begin(0)
     assert _rows(path) == []
     restarted.on_epoch_end(0, {"loss": 0.4, "val_loss": 1.4})
@@ -613,42 +614,42 @@ VERTEX_SPEC = {
 
 def test_tf_config_passes_through_and_wins_over_cluster_spec():
     tf_config = json.dumps({"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 0}})
-    assert train_lib.cluster_from_environment({"TF_CONFIG": tf_config}) == tf_config
+    assert distribution.cluster_from_environment({"TF_CONFIG": tf_config}) == tf_config
     both = {"TF_CONFIG": tf_config, "CLUSTER_SPEC": json.dumps(VERTEX_SPEC)}
-    assert train_lib.cluster_from_environment(both) == tf_config
-    assert train_lib.cluster_workers(tf_config) == 2
-    assert train_lib.is_chief(tf_config)  # worker 0 of a cluster without a chief
+    assert distribution.cluster_from_environment(both) == tf_config
+    assert distribution.cluster_workers(tf_config) == 2
+    assert distribution.is_chief(tf_config)  # worker 0 of a cluster without a chief
     other = json.dumps({"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 1}})
-    assert not train_lib.is_chief(other)
+    assert not distribution.is_chief(other)
 
 
 def test_vertex_cluster_spec_becomes_tf_config():
-    cluster = train_lib.cluster_from_environment({"CLUSTER_SPEC": json.dumps(VERTEX_SPEC)})
+    cluster = distribution.cluster_from_environment({"CLUSTER_SPEC": json.dumps(VERTEX_SPEC)})
     assert json.loads(cluster) == {
         "cluster": {"chief": ["host0:2222"], "worker": ["host1:2222", "host2:2222"]},
         "task": {"type": "worker", "index": 1},
     }
-    assert train_lib.cluster_workers(cluster) == 3
-    assert not train_lib.is_chief(cluster)
-    worker0 = train_lib.cluster_from_environment(
+    assert distribution.cluster_workers(cluster) == 3
+    assert not distribution.is_chief(cluster)
+    worker0 = distribution.cluster_from_environment(
         {"CLUSTER_SPEC": json.dumps({**VERTEX_SPEC, "task": {"type": "workerpool1", "index": 0}})}
     )
-    assert not train_lib.is_chief(worker0)  # the chief pool exists, so worker 0 is not the chief
-    chief = train_lib.cluster_from_environment(
+    assert not distribution.is_chief(worker0)  # the chief pool exists, so worker 0 is not the chief
+    chief = distribution.cluster_from_environment(
         {"CLUSTER_SPEC": json.dumps({**VERTEX_SPEC, "task": {"type": "workerpool0", "index": 0}})}
     )
     assert json.loads(chief)["task"] == {"type": "chief", "index": 0}
-    assert train_lib.is_chief(chief)
+    assert distribution.is_chief(chief)
 
 
 def test_single_replica_and_empty_environment():
-    assert train_lib.cluster_from_environment({}) == ""
-    assert train_lib.cluster_from_environment({"TF_CONFIG": "", "CLUSTER_SPEC": ""}) == ""
-    assert train_lib.cluster_workers("") == 1 and train_lib.is_chief("")
-    alone = train_lib.cluster_from_environment(
+    assert distribution.cluster_from_environment({}) == ""
+    assert distribution.cluster_from_environment({"TF_CONFIG": "", "CLUSTER_SPEC": ""}) == ""
+    assert distribution.cluster_workers("") == 1 and distribution.is_chief("")
+    alone = distribution.cluster_from_environment(
         {"CLUSTER_SPEC": json.dumps({"cluster": {"workerpool0": ["h:1"]}, "task": {"type": "workerpool0", "index": 0}})}
     )
-    assert train_lib.cluster_workers(alone) == 1 and train_lib.is_chief(alone)
+    assert distribution.cluster_workers(alone) == 1 and distribution.is_chief(alone)
 
 
 def test_multi_worker_run_without_records_asks_for_the_export_first(tiny_cube, tmp_path):
@@ -682,14 +683,14 @@ def test_every_worker_uses_the_shared_backup_dir(
         seen.append(backup_dir)
         raise Stop
 
-    torch_plateau = train_lib.torch_plateau
+    torch_plateau = callbacks.TorchPlateau
 
     def plateau(factor, patience, threshold, state_path, write=True):
         plateau_states.append((str(state_path), write))
         return torch_plateau(factor, patience, threshold, state_path, write)
 
-    monkeypatch.setattr(train_lib, "make_strategy", lambda cluster: tf.distribute.get_strategy())
-    monkeypatch.setattr(train_lib, "torch_plateau", plateau)
+    monkeypatch.setattr(distribution, "make_strategy", lambda cluster: tf.distribute.get_strategy())
+    monkeypatch.setattr(callbacks, "TorchPlateau", plateau)
     monkeypatch.setattr(tf.keras.callbacks, "BackupAndRestore", backup_and_restore)
     monkeypatch.setattr(tempfile, "mkdtemp", lambda prefix="", **kwargs: str(tmp_path / "scratch"))
     with pytest.raises(Stop):
@@ -1010,7 +1011,7 @@ def killed_before_backup(tiny_cube, exported_root, tmp_path_factory):
     (bad epochs 1, 2 > 1) and logs rates 1e-2, 1e-2, 1e-2, 1e-3."""
     plateau = {"lr_patience": 1, "lr_threshold": 0.99, "lr_factor": 0.1}
     root = tmp_path_factory.mktemp("killed_before_backup")
-    return _kill_and_resume(tiny_cube, exported_root, root, "history_writer", epochs=4, **plateau)
+    return _kill_and_resume(tiny_cube, exported_root, root, "HistoryWriter", epochs=4, **plateau)
 
 
 def test_kill_between_history_row_and_backup_redoes_the_epoch_and_replaces_its_row(killed_before_backup):

@@ -354,14 +354,14 @@ REPLICA = textwrap.dedent(
     import os, runpy, sys
     import tf_landslide
     import tensorflow as tf
-    from tf_landslide import train_lib
+    from tf_landslide import distribution
 
     gpus = int(sys.argv[1])
     if gpus > 1:
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * gpus)
         devices = [f"/cpu:{i}" for i in range(gpus)]
-        train_lib.make_strategy = lambda cluster: tf.distribute.MirroredStrategy(devices)
+        distribution.make_strategy = lambda cluster: tf.distribute.MirroredStrategy(devices)
     sys.argv = ["train.py", *sys.argv[2:]]
     runpy.run_path(os.path.join(os.environ["REPO"], "train.py"), run_name="__main__")
     """
