@@ -182,7 +182,7 @@ def make_dataset(
     dataset = dataset.batch(cfg.batch_size, drop_remainder=replicas > 1 and training)
 
     # The arithmetic runs as one XLA kernel: unfused, the cast, scaling and NaN handling each
-    # make a pass over the batch and the pipeline runs at half the speed.
+    # make a pass over the batch and the pipeline runs markedly slower.
     @tf.function(jit_compile=True)
     def to_model_inputs(image, label):
         return standardise(tf.cast(image, tf.float32), mean, std), tf.cast(label, tf.float32)

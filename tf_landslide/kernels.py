@@ -1,8 +1,8 @@
 """Compiled (numba) loops of the export's scan: each makes one pass, without the GIL, where
 numpy makes several and takes the GIL between them.
 
-Compiled on first use and cached (``jit.compiled``): about 3 s the first time, then 0.3 s
-to load in each process.
+Compiled on first use and cached (``jit.compiled``): later processes load the compiled loops,
+which is much quicker than compiling them again.
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ def channel_moments(values, top, left, height, width, out):
     Two passes (the mean, then deviations from it) with per-column accumulators: a fixed order
     the compiler can vectorise (a running sum over the whole could not), the same on every
     machine. The window is indexed here, not sliced by the caller: a row of a C-contiguous
-    ``values`` is then known to be contiguous, and the loops vectorise (4x faster here).
+    ``values`` is then known to be contiguous, and the loops vectorise.
     """
     sums, counts, squares = np.empty(width), np.empty(width), np.empty(width)
     for c in range(values.shape[0]):

@@ -31,7 +31,7 @@ class ChannelMoments:
         values. Channels first (``channel_axis=0``) reads each channel in place; other layouts
         are copied to it first, and give the same bits.
         """
-        from tf_landslide import kernels  # numba takes 0.3 s to import: only the export needs this
+        from tf_landslide import kernels  # numba's import is slow: only the export needs it
 
         values = np.moveaxis(np.asarray(values), channel_axis, 0)
         channels = len(values)

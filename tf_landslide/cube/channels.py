@@ -280,7 +280,7 @@ def log_mean(planes: Iterable[np.ndarray], out: np.ndarray | None = None) -> np.
     result (else a new one). The log is numpy's (vectorised); the masking, sums and division
     run compiled, one pass a plane instead of numpy's four.
     """
-    from tf_landslide import kernels  # numba takes 0.3 s to import: only SAR channels pay it
+    from tf_landslide import kernels  # numba's import is slow: only SAR channels pay it
 
     total = count = logs = None
     seen = 0
@@ -359,8 +359,8 @@ class ChannelPlan:
         edges = [x0, x1]
         if reader.tile_width:
             # Column tiles on the chunk grid, when the reader decodes chunks itself: a tile's
-            # planes stay in the cache through the log-mean (0.84 against 1.02 CPU s for 16
-            # planes of a Hokkaido-size scene, reading included).
+            # planes stay in the cache through the log-mean, which then takes less CPU than over
+            # whole-width windows, reading included (figures: bench/README.md, Export).
             step = reader.tile_width
             edges = [x0, *range((x0 // step + 1) * step, x1, step), x1]
         for left, right in itertools.pairwise(edges):

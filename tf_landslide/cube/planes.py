@@ -1,15 +1,15 @@
 """Read 2-D windows of a cube's planes: through xarray, or by decoding zarr v2 chunks directly.
 
 zarr-python 3 runs every chunk through one event loop whose per-chunk Python work holds the
-GIL, so reads from several threads do not overlap: on 2 cores, 16 planes of a Hokkaido-size
-scene took 0.78 s with 1 or 2 threads. Reading the chunk files and decoding them with numcodecs
-(whose Blosc, Zstd and zlib release the GIL) took 0.61 s on one thread and 0.32 s on two. The
-published cubes are zarr v2, as a directory or a Zenodo zip, so that is the direct path; every
-other store (zarr v3, URLs) and every variable xarray would decode (scale, offset, a fill value
-other than NaN) reads through xarray. Both give the same values: the tests compare them on
-cubes of every encoding the boundary conforms. The cube's canonical order (``conform``) may
-differ from the stored one (timesteps stored out of time order, y stored south-up): the direct
-path maps canonical indices onto the stored arrays with the cube's ``StoredOrder``.
+GIL, so reads from several threads do not overlap: a second thread reads no faster than one.
+Reading the chunk files and decoding them with numcodecs (whose Blosc, Zstd and zlib release
+the GIL) scales with the threads (figures: ``bench/README.md``, Export). The published cubes
+are zarr v2, as a directory or a Zenodo zip, so that is the direct path; every other store
+(zarr v3, URLs) and every variable xarray would decode (scale, offset, a fill value other than
+NaN) reads through xarray. Both give the same values: the tests compare them on cubes of every
+encoding the boundary conforms. The cube's canonical order (``conform``) may differ from the
+stored one (timesteps stored out of time order, y stored south-up): the direct path maps
+canonical indices onto the stored arrays with the cube's ``StoredOrder``.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ class DatasetPlanes:
     def __init__(self, ds: xr.Dataset):
         self.ds = ds
         self.shape = (ds.sizes["y"], ds.sizes["x"])
-        self.tile_width = None  # each xarray read costs about a millisecond: read whole windows
+        self.tile_width = None  # each xarray read has a fixed overhead: read whole windows
 
     def plane(self, variable: str, index: dict[str, int], rows: slice, cols: slice) -> np.ndarray:
         window = self.ds[variable].isel({**index, "y": rows, "x": cols})
