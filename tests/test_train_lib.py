@@ -881,7 +881,7 @@ def test_mirrored_validation_loss_ignores_the_padding(mirrored):
     strict=True,
     reason="Keras BatchNormalization's moving statistics are SyncOnRead (MEAN) variables: under MirroredStrategy "
     "each replica keeps the statistics of its own half of every batch and validates with them, while the saved "
-    "weights hold their mean, so val_loss/val_pr_auc (and the choice of best.weights.h5) describe models that are "
+    "weights hold their mean, so val_loss/val_pr_auc (and the choice of best_weights.h5) describe models that are "
     "never saved. Fix: SyncBatchNormalization when replicas > 1, or re-assign the mean statistics to every "
     "replica (model.set_weights(model.get_weights())) before each validation",
 )
