@@ -7,6 +7,8 @@ cube of the schema. The map is written to a staging folder and moved into place 
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
 import logging
 import os
@@ -109,13 +111,44 @@ def make_map(cfg: MapConfig, predictor=None, cube: xr.Dataset | None = None) -> 
     return summary
 
 
-def _write_map(cfg: MapConfig, tiling: Tiling, manifest: dict, scene: Scene, predictor, staging: str) -> dict:
-    """Map ``scene`` into the local folder ``staging``; return the summary."""
-    config, ds, georef = scene.config, scene.ds, georeference(scene.ds)
-    reader = scene.reader()
+@dataclasses.dataclass
+class _Writers:
+    """Where the blended rows of a scene go, in the order ``emit`` feeds them.
+
+    The GeoTIFF is always written (the GeoJSON's tracing reads it back) and kept only when
+    asked for; ``scores`` is None on an unlabelled cube.
+    """
+
+    reader: planes.CubePlanes
+    raster: outputs.GeoTiff
+    sinks: list
+    quicklook: outputs.Quicklook
+    backdrop: str | None
+    regions: polygons.Regions
+    scores: outputs.SceneScores | None
+
+    def emit(self, row: int, probability: np.ndarray, inputs: np.ndarray) -> None:
+        """Hand a block of blended rows (and the cube's labels for them, if any) to every writer."""
+        labels = None
+        if self.scores is not None:
+            values = self.reader.plane(schema.LABEL_VARIABLE, {}, slice(row, row + probability.shape[0]), slice(None))
+            check_labels(values, f" (rows {row}-{row + probability.shape[0]})")
+            labels = planes.landslide_mask(values)
+            self.scores.write(row, probability, labels)
+        for sink in self.sinks:
+            sink.write(row, probability, inputs)
+        self.quicklook.write(row, probability, inputs, labels)
+        self.regions.write(row, probability)
+
+
+def _open_writers(
+    cfg: MapConfig, manifest: dict, scene: Scene, georef: dict, same_cube: bool, staging: str
+) -> _Writers:
+    """The writers of the outputs asked for, their files in ``staging``; on the training cube the
+    scores also cover the export's test chips."""
+    config, ds, reader = scene.config, scene.ds, scene.reader()
     height, width = georef["height"], georef["width"]
     labelled = schema.LABEL_VARIABLE in ds.data_vars
-    same_cube = is_same_cube(manifest["cube"], ds)
     test_chips = manifest["splits"]["test"]["locations"] if same_cube and labelled else []
     raster = outputs.GeoTiff(
         os.path.join(staging, FILES["geotiff"]), height, width, georef["crs_wkt"], georef["transform"]
@@ -133,66 +166,69 @@ def _write_map(cfg: MapConfig, tiling: Tiling, manifest: dict, scene: Scene, pre
     quicklook = outputs.Quicklook(height, width, config.channels.index(backdrop) if backdrop else None)
     regions = polygons.Regions(cfg.threshold)
     scores = outputs.SceneScores(test_chips, manifest["chip_size"]) if labelled else None
+    return _Writers(reader, raster, sinks, quicklook, backdrop, regions, scores)
 
-    def emit(row: int, probability: np.ndarray, inputs: np.ndarray) -> None:
-        labels = None
-        if labelled:
-            values = reader.plane(schema.LABEL_VARIABLE, {}, slice(row, row + probability.shape[0]), slice(None))
-            check_labels(values, f" (rows {row}-{row + probability.shape[0]})")
-            labels = planes.landslide_mask(values)
-            scores.write(row, probability, labels)
-        for sink in sinks:
-            sink.write(row, probability, inputs)
-        quicklook.write(row, probability, inputs, labels)
-        regions.write(row, probability)
 
-    def read_rows(start: int, stop: int) -> np.ndarray:
-        return np.moveaxis(scene.plan.read_band(reader, slice(start, stop)), 0, -1)
+def _read_rows(scene: Scene, start: int, stop: int) -> np.ndarray:
+    """The raw channels of scene rows [start, stop), float32 [rows, width, C] (the scene's reader is made once)."""
+    return np.moveaxis(scene.plan.read_band(scene.reader(), slice(start, stop)), 0, -1)
 
-    started = time.perf_counter()
+
+def _log_start(scene: Scene, tiling: Tiling, height: int, width: int) -> None:
+    """Log what is mapped, with which run and how many windows."""
     log.info(
         "mapping %s (%d x %d px) with %s: %d-px windows, overlap %d, %d windows",
         scene.location,
         height,
         width,
-        config.name,
+        scene.config.name,
         tiling.window,
         tiling.overlap,
         tiling.count(height) * tiling.count(width),
     )
-    try:
-        counts = blend(read_rows, predictor, tiling, height, width, cfg.batch_size, emit)
-        mapped = time.perf_counter() - started
-        found = regions.regions()
-        traced = None
-        if "geojson" in cfg.outputs:
-            traced = polygons.write_geojson(
-                found,
-                raster.read_window,
-                cfg.threshold,
-                georef["transform"],
-                georef["crs_wkt"],
-                (height, width),
-                cfg.min_area_m2,
-                os.path.join(staging, FILES["geojson"]),
-            )
-    except BaseException:
-        raster.close(keep=False)
-        raise
-    raster.close(keep="geotiff" in cfg.outputs)
-    summary = {
+
+
+def _trace(cfg: MapConfig, found: list, raster: outputs.GeoTiff, georef: dict, staging: str) -> dict:
+    """Write the regions above the threshold as GeoJSON polygons; return what was traced."""
+    return polygons.write_geojson(
+        found,
+        raster.read_window,
+        cfg.threshold,
+        georef["transform"],
+        georef["crs_wkt"],
+        (georef["height"], georef["width"]),
+        cfg.min_area_m2,
+        os.path.join(staging, FILES["geojson"]),
+    )
+
+
+def _acquisition_times(scene: Scene) -> dict:
+    """The before and after acquisitions' times, to the second."""
+    times = scene.ds[schema.TIME_DIM].values
+    return {side: [str(times[i])[:19] for i in getattr(scene.acquisitions, side)] for side in ("before", "after")}
+
+
+def _summary(
+    cfg: MapConfig,
+    tiling: Tiling,
+    scene: Scene,
+    georef: dict,
+    same_cube: bool,
+    counts: dict,
+    found: list,
+    mapped: float,
+) -> dict:
+    """map.json's description of the map, its inputs and what it found."""
+    return {
         "model_dir": storage.absolute(cfg.model_dir),
         "checkpoint": cfg.checkpoint,
-        "config": config.name,
-        "channels": list(config.channels),
+        "config": scene.config.name,
+        "channels": list(scene.config.channels),
         "cube": scene.location,
         "same_cube_as_training": same_cube,
         "event": scene.event.as_dict(),
         "orbit": scene.acquisitions.orbit,
-        "acquisitions": {
-            side: [str(ds[schema.TIME_DIM].values[i])[:19] for i in getattr(scene.acquisitions, side)]
-            for side in ("before", "after")
-        },
+        "acquisitions": _acquisition_times(scene),
         "normalisation": "from the training run's manifest",
         "georeference": georef,
         "tiling": {"window": tiling.window, "overlap": tiling.overlap, "stride": tiling.stride, **counts},
@@ -201,19 +237,51 @@ def _write_map(cfg: MapConfig, tiling: Tiling, manifest: dict, scene: Scene, pre
         "area_above_threshold_m2": round(sum(r.pixels for r in found) * pixel_area(georef["transform"]), 1),
         "map_seconds": round(mapped, 2),
     }
+
+
+def _save_quicklook(cfg: MapConfig, scene: Scene, writers: _Writers, staging: str) -> None:
+    """Save the quick-look PNG, titled with the run's configuration, the cube and the event."""
+    title = (
+        f"{scene.config.name} on {os.path.basename(scene.location.rstrip('/'))}, event {scene.event.as_dict()['start']}"
+    )
+    writers.quicklook.save(os.path.join(staging, FILES["png"]), title, writers.backdrop or "none", cfg.threshold)
+
+
+def _scores(scores: outputs.SceneScores, threshold: float) -> dict:
+    """The scene's scores at ``threshold``, with a note on which pixels they count."""
+    summary = scores.summary(threshold)
+    summary["note"] = (
+        "scene: every labelled pixel with a prediction; on the training cube it includes the training chips. "
+        "test_chips: the pixels of the export's test chips, predicted with their scene context"
+    )
+    return summary
+
+
+def _write_map(cfg: MapConfig, tiling: Tiling, manifest: dict, scene: Scene, predictor, staging: str) -> dict:
+    """Map ``scene`` into the local folder ``staging``; return the summary."""
+    georef = georeference(scene.ds)
+    same_cube = is_same_cube(manifest["cube"], scene.ds)
+    writers = _open_writers(cfg, manifest, scene, georef, same_cube, staging)
+    height, width = georef["height"], georef["width"]
+    started = time.perf_counter()
+    _log_start(scene, tiling, height, width)
+    read_rows = functools.partial(_read_rows, scene)
+    try:
+        counts = blend(read_rows, predictor, tiling, height, width, cfg.batch_size, writers.emit)
+        mapped = time.perf_counter() - started
+        found = writers.regions.regions()
+        traced = _trace(cfg, found, writers.raster, georef, staging) if "geojson" in cfg.outputs else None
+    except BaseException:
+        writers.raster.close(keep=False)
+        raise
+    writers.raster.close(keep="geotiff" in cfg.outputs)
+    summary = _summary(cfg, tiling, scene, georef, same_cube, counts, found, mapped)
     if traced is not None:
         summary["geojson"] = traced
     if "png" in cfg.outputs:
-        title = (
-            f"{config.name} on {os.path.basename(scene.location.rstrip('/'))}, event {scene.event.as_dict()['start']}"
-        )
-        quicklook.save(os.path.join(staging, FILES["png"]), title, backdrop or "none", cfg.threshold)
-    if scores is not None:
-        summary["scores"] = scores.summary(cfg.threshold)
-        summary["scores"]["note"] = (
-            "scene: every labelled pixel with a prediction; on the training cube it includes the training chips. "
-            "test_chips: the pixels of the export's test chips, predicted with their scene context"
-        )
+        _save_quicklook(cfg, scene, writers, staging)
+    if writers.scores is not None:
+        summary["scores"] = _scores(writers.scores, cfg.threshold)
     summary["seconds"] = round(time.perf_counter() - started, 2)
     summary["outputs"] = {name: FILES[name] for name in cfg.outputs}
     return summary
