@@ -126,6 +126,96 @@ def augment_batch(image, label, seed):
     return joint[..., :-1], joint[..., -1:]
 
 
+def _read_records(files: list[str], compression: str, cfg: InputConfig, training: bool):
+    """The serialized records of the shards ``files``, read in shuffled file order when training."""
+    import tensorflow as tf
+
+    dataset = tf.data.Dataset.from_tensor_slices(files)
+    if training and len(files) > 1:
+        dataset = dataset.shuffle(len(files), seed=cfg.seed, reshuffle_each_iteration=True)
+    # Parallel reads pay off with several shards (and remote storage); with one shard the
+    # interleave's thread hand-offs only cost time.
+    parallel = {"num_parallel_calls": tf.data.AUTOTUNE, "deterministic": cfg.deterministic or not training}
+    return dataset.interleave(
+        lambda path: tf.data.TFRecordDataset(path, compression, buffer_size=8 << 20),
+        cycle_length=min(len(files), 8),
+        **(parallel if len(files) > 1 else {}),
+    )
+
+
+def _cache_and_shuffle(dataset, shards: list[dict], cfg: InputConfig, training: bool):
+    """The records cached in memory when the split's ``shards`` fit in ``cfg.cache_mb``, then
+    shuffled when training."""
+    split_mb = sum(s["bytes"] for s in shards) / 1e6
+    if split_mb <= cfg.cache_mb:
+        dataset = dataset.cache()
+    if training:
+        dataset = dataset.shuffle(cfg.shuffle_buffer, seed=cfg.seed, reshuffle_each_iteration=True)
+    return dataset
+
+
+def _check_replicas(split: str, chips: int, cfg: InputConfig, training: bool, replicas: int) -> None:
+    """Raise DataError when full batches cannot give each of several replicas a chip."""
+    if replicas > 1 and cfg.batch_size < replicas:
+        raise DataError(f"--batch_size={cfg.batch_size} is smaller than the {replicas} replicas: give each one a chip")
+    if replicas > 1 and training and chips < cfg.batch_size:
+        raise DataError(f"the {split} split holds {chips} chips, fewer than --batch_size={cfg.batch_size}")
+
+
+def _pad_with_weights(dataset, chips: int, batch_size: int):
+    """(record, 1.0) for each of the ``chips`` records, then repeated records of weight 0.0 up
+    to a whole number of batches."""
+    padding = (-chips) % batch_size
+    weighted = dataset.map(lambda record: (record, 1.0))
+    return weighted.concatenate(dataset.repeat().take(padding).map(lambda record: (record, 0.0)))
+
+
+def _batch_parser(size: int, n_channels: int, dtype: str, mean: np.ndarray, std: np.ndarray, weighted: bool):
+    """The map of a batch of serialized records to (standardised image, label), and a per-pixel
+    weight when the batches are ``weighted`` (serialized, weight) pairs."""
+    import tensorflow as tf
+
+    # The arithmetic runs as one XLA kernel: unfused, the cast, scaling and NaN handling each
+    # make a pass over the batch and the pipeline runs markedly slower.
+    @tf.function(jit_compile=True)
+    def to_model_inputs(image, label):
+        return standardise(tf.cast(image, tf.float32), mean, std), tf.cast(label, tf.float32)
+
+    def parse(serialized, weight=None):
+        image, label = to_model_inputs(*records.decode_raw_batch(serialized, size, size, n_channels, dtype))
+        if weight is None:
+            return image, label
+        # One weight per pixel, the shape of the per-pixel loss: Keras broadcasts no further.
+        return image, label, tf.broadcast_to(tf.reshape(weight, [-1, 1, 1]), tf.shape(label)[:3])
+
+    return (lambda serialized, weight: parse(serialized, weight)) if weighted else parse
+
+
+def _augment(dataset, seed: int):
+    """Each batch flipped and rotated by ``augment_batch`` with its own stateless seed, drawn from
+    a stream seeded by ``seed``."""
+    import tensorflow as tf
+
+    seeds = tf.data.Dataset.random(seed=seed).batch(2)
+    return tf.data.Dataset.zip((dataset, seeds)).map(
+        lambda batch, batch_seed: augment_batch(*batch, batch_seed), num_parallel_calls=tf.data.AUTOTUNE
+    )
+
+
+def _options(cfg: InputConfig, training: bool, n_files: int, workers: int):
+    """Deterministic order unless training without ``cfg.deterministic``; auto-sharding by file
+    when each of the ``workers`` gets at least two of the ``n_files`` shards, else by record."""
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.deterministic = cfg.deterministic or not training
+    many_files = n_files >= 2 * max(1, workers)
+    options.experimental_distribute.auto_shard_policy = (
+        tf.data.experimental.AutoShardPolicy.FILE if many_files else tf.data.experimental.AutoShardPolicy.DATA
+    )
+    return options
+
+
 def make_dataset(
     manifest: dict,
     folder: str | os.PathLike,
@@ -153,61 +243,19 @@ def make_dataset(
     size, n_channels, dtype = manifest["chip_size"], len(manifest["channels"]), manifest["records"]["dtype"]
     mean, std = normalisation(manifest)
 
-    dataset = tf.data.Dataset.from_tensor_slices(files)
-    if training and len(files) > 1:
-        dataset = dataset.shuffle(len(files), seed=cfg.seed, reshuffle_each_iteration=True)
-    # Parallel reads pay off with several shards (and remote storage); with one shard the
-    # interleave's thread hand-offs only cost time.
-    parallel = {"num_parallel_calls": tf.data.AUTOTUNE, "deterministic": cfg.deterministic or not training}
-    dataset = dataset.interleave(
-        lambda path: tf.data.TFRecordDataset(path, compression, buffer_size=8 << 20),
-        cycle_length=min(len(files), 8),
-        **(parallel if len(files) > 1 else {}),
-    )
-    split_mb = sum(s["bytes"] for s in manifest["splits"][split]["shards"]) / 1e6
-    if split_mb <= cfg.cache_mb:
-        dataset = dataset.cache()
-    if training:
-        dataset = dataset.shuffle(cfg.shuffle_buffer, seed=cfg.seed, reshuffle_each_iteration=True)
+    dataset = _read_records(files, compression, cfg, training)
+    dataset = _cache_and_shuffle(dataset, manifest["splits"][split]["shards"], cfg, training)
     chips = manifest["splits"][split]["chips"]
-    if replicas > 1 and cfg.batch_size < replicas:
-        raise DataError(f"--batch_size={cfg.batch_size} is smaller than the {replicas} replicas: give each one a chip")
-    if replicas > 1 and training and chips < cfg.batch_size:
-        raise DataError(f"the {split} split holds {chips} chips, fewer than --batch_size={cfg.batch_size}")
+    _check_replicas(split, chips, cfg, training, replicas)
     padded = replicas > 1 and not training
     if padded:
-        padding = (-chips) % cfg.batch_size
-        weighted = dataset.map(lambda record: (record, 1.0))
-        dataset = weighted.concatenate(dataset.repeat().take(padding).map(lambda record: (record, 0.0)))
+        dataset = _pad_with_weights(dataset, chips, cfg.batch_size)
     dataset = dataset.batch(cfg.batch_size, drop_remainder=replicas > 1 and training)
-
-    # The arithmetic runs as one XLA kernel: unfused, the cast, scaling and NaN handling each
-    # make a pass over the batch and the pipeline runs markedly slower.
-    @tf.function(jit_compile=True)
-    def to_model_inputs(image, label):
-        return standardise(tf.cast(image, tf.float32), mean, std), tf.cast(label, tf.float32)
-
-    def parse(serialized, weight=None):
-        image, label = to_model_inputs(*records.decode_raw_batch(serialized, size, size, n_channels, dtype))
-        if weight is None:
-            return image, label
-        # One weight per pixel, the shape of the per-pixel loss: Keras broadcasts no further.
-        return image, label, tf.broadcast_to(tf.reshape(weight, [-1, 1, 1]), tf.shape(label)[:3])
-
     dataset = dataset.map(
-        (lambda serialized, weight: parse(serialized, weight)) if padded else parse,
+        _batch_parser(size, n_channels, dtype, mean, std, weighted=padded),
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=True,
     )
     if training and cfg.augment:
-        seeds = tf.data.Dataset.random(seed=cfg.seed).batch(2)
-        dataset = tf.data.Dataset.zip((dataset, seeds)).map(
-            lambda batch, seed: augment_batch(*batch, seed), num_parallel_calls=tf.data.AUTOTUNE
-        )
-    options = tf.data.Options()
-    options.deterministic = cfg.deterministic or not training
-    many_files = len(files) >= 2 * max(1, workers)
-    options.experimental_distribute.auto_shard_policy = (
-        tf.data.experimental.AutoShardPolicy.FILE if many_files else tf.data.experimental.AutoShardPolicy.DATA
-    )
-    return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
+        dataset = _augment(dataset, cfg.seed)
+    return dataset.with_options(_options(cfg, training, len(files), workers)).prefetch(tf.data.AUTOTUNE)
