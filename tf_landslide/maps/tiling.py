@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import functools
 import math
 from collections.abc import Callable
 
@@ -113,6 +114,51 @@ class _RowCache:
         return self.read_rows(start, stop)
 
 
+def _read_strip(cache: _RowCache, tiling: Tiling, height: int, columns: np.ndarray, j: int) -> np.ndarray:
+    """The inputs under strip ``j``'s windows, float32 [window, padded width, C]: the scene's rows
+    and ``columns``, reflected at its edges."""
+    rows = reflect(np.arange(j * tiling.stride, j * tiling.stride + tiling.window) - tiling.pad, height)
+    block = cache.get(int(rows.min()), int(rows.max()) + 1)
+    return block[np.ix_(rows - rows.min(), columns)]  # one gather
+
+
+def _add_strip(
+    strip: np.ndarray,
+    predict: Callable[[np.ndarray], np.ndarray],
+    tiling: Tiling,
+    across: int,
+    batch_size: int,
+    weight: np.ndarray,
+    accumulated: np.ndarray,
+) -> None:
+    """Predict the ``across`` windows of ``strip``, ``batch_size`` at a time, and add each one's
+    probability times ``weight`` at its place in ``accumulated`` [window, padded width]."""
+    size, stride = tiling.window, tiling.stride
+    for first in range(0, across, batch_size):
+        batch = [strip[:, i * stride : i * stride + size] for i in range(first, min(first + batch_size, across))]
+        probabilities = np.asarray(predict(np.stack(batch)), np.float32)
+        for k, probability in enumerate(probabilities, start=first):
+            accumulated[:, k * stride : k * stride + size] += weight * probability.reshape(size, size)
+
+
+def _final_rows(
+    j: int, strip: np.ndarray, accumulated: np.ndarray, tiling: Tiling, strips: int, height: int, width: int
+) -> tuple[int, np.ndarray, np.ndarray] | None:
+    """The rows of strip ``j`` that no later window reaches, cropped to the scene, as ``emit``
+    takes them: (first scene row, probability with NaN where an input is missing, inputs);
+    None when the strip has no such rows in the scene."""
+    size, stride, pad = tiling.window, tiling.stride, tiling.pad
+    # Rows before the next strip's first row are final.
+    final = stride if j + 1 < strips else size
+    top, bottom = max(pad - j * stride, 0), min(final, pad + height - j * stride)
+    if bottom <= top:
+        return None
+    inputs = strip[top:bottom, pad : pad + width]
+    probability = accumulated[top:bottom, pad : pad + width].copy()
+    probability[np.isnan(inputs).any(-1)] = np.nan
+    return j * stride + top - pad, probability, inputs
+
+
 def blend(
     read_rows: Callable[[int, int], np.ndarray],
     predict: Callable[[np.ndarray], np.ndarray],
@@ -134,18 +180,13 @@ def blend(
     """
     if batch_size <= 0:
         raise ValueError(f"--map_batch_size={batch_size}: give a positive number of windows per batch")
-    size, stride, pad = tiling.window, tiling.stride, tiling.pad
+    size, stride = tiling.window, tiling.stride
     strips, across = tiling.count(height), tiling.count(width)
-    columns = reflect(np.arange(tiling.padded_length(width)) - pad, width)
+    columns = reflect(np.arange(tiling.padded_length(width)) - tiling.pad, width)
     w = tiling.weights()
     weight = np.outer(w, w)
     cache = _RowCache(read_rows)
-
-    def read_strip(j: int) -> np.ndarray:
-        rows = reflect(np.arange(j * stride, j * stride + size) - pad, height)
-        block = cache.get(int(rows.min()), int(rows.max()) + 1)
-        return block[np.ix_(rows - rows.min(), columns)]  # [window, padded width, C], one gather
-
+    read_strip = functools.partial(_read_strip, cache, tiling, height, columns)
     accumulated = np.zeros((size, columns.size), np.float32)
     written = None  # the previous strip's rows, being written while this strip is predicted
     with (
@@ -157,23 +198,13 @@ def blend(
             strip = upcoming.result()
             if j + 1 < strips:
                 upcoming = reader.submit(read_strip, j + 1)
-            for first in range(0, across, batch_size):
-                batch = [
-                    strip[:, i * stride : i * stride + size] for i in range(first, min(first + batch_size, across))
-                ]
-                probabilities = np.asarray(predict(np.stack(batch)), np.float32)
-                for k, probability in enumerate(probabilities, start=first):
-                    accumulated[:, k * stride : k * stride + size] += weight * probability.reshape(size, size)
-            # Rows before the next strip's first row are final.
-            final = stride if j + 1 < strips else size
-            top, bottom = max(pad - j * stride, 0), min(final, pad + height - j * stride)
-            if bottom > top:
-                inputs = strip[top:bottom, pad : pad + width]
-                probability = accumulated[top:bottom, pad : pad + width].copy()
-                probability[np.isnan(inputs).any(-1)] = np.nan
+            _add_strip(strip, predict, tiling, across, batch_size, weight, accumulated)
+            rows = _final_rows(j, strip, accumulated, tiling, strips, height, width)
+            if rows is not None:
                 if written is not None:
                     written.result()  # in order, one strip at a time; raises what emit raised
-                written = writer.submit(emit, j * stride + top - pad, probability, inputs)
+                written = writer.submit(emit, *rows)
+            # The next strip starts ``stride`` rows lower: the overlap moves up, the rest starts from 0.
             accumulated[: size - stride] = accumulated[stride:]
             accumulated[size - stride :] = 0.0
         if written is not None:
