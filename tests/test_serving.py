@@ -16,6 +16,7 @@ from tensorflow.core.framework import types_pb2
 from tests.conftest import tiny_export_config
 from tf_landslide import data, model_folder, records, serving, train_lib
 from tf_landslide.config import InputConfig, ModelConfig, TrainConfig
+from tf_landslide.serving import assets, check
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -302,7 +303,7 @@ def test_warmup_requests_parse_and_run(loaded, export_dir, manifest):
 def test_warmup_is_skipped_with_a_warning_without_tensorflow_serving(manifest, tmp_path, monkeypatch, caplog):
     monkeypatch.setitem(sys.modules, "tensorflow_serving.apis", None)  # import fails
     with caplog.at_level(logging.WARNING, logger="tf_landslide.serving"):
-        assert not serving._write_warmup(tmp_path, manifest, "landslide")
+        assert not assets.write_warmup(tmp_path, manifest, "landslide")
     assert not (tmp_path / serving.WARMUP_FILE).exists()
     assert "tensorflow-serving-api is not installed" in caplog.text
 
@@ -345,11 +346,11 @@ def test_the_self_check_allows_round_off_and_refuses_a_wrong_statistic(manifest)
     n_channels = len(manifest["channels"])
     steep, smooth = _sine_model(1e4, n_channels), _sine_model(1.0, n_channels)
     # Round-off of a steep model is beyond the fixed bound and accepted...
-    assert serving._self_check(_served_by(steep, manifest, rounded_up=True), steep, manifest) > serving.SELF_CHECK_ATOL
+    assert check.self_check(_served_by(steep, manifest, rounded_up=True), steep, manifest) > serving.SELF_CHECK_ATOL
     # ... and a standard deviation 1% off is refused for the steep model and the smooth one alike.
     for model in (steep, smooth):
         with pytest.raises(serving.ServingExportError, match="differs from the trained model"):
-            serving._self_check(_served_by(model, manifest, std_factor=1.01), model, manifest)
+            check.self_check(_served_by(model, manifest, std_factor=1.01), model, manifest)
 
 
 def test_versions_count_up_and_are_never_overwritten(trained, export_dir):
