@@ -37,7 +37,7 @@ The files:
 * ``check.py``: the self-check of the graph against the Keras model (``SELF_CHECK_ATOL``).
 * ``assets.py``: ``assets.extra``, the warm-up requests and the provenance JSON.
 * ``versions.py``: the version folders (existing, next) and publishing a staged folder.
-* ``requests.py``: REST bodies and gRPC requests for clients (missing values over REST there).
+* ``payloads.py``: REST bodies and gRPC requests for clients (missing values over REST there).
 
 Only ``signatures.py`` and ``assets.py`` import TensorFlow at their top; the export imports them
 when it runs, so that importing this package (train_lib does, and clients building requests) loads
@@ -67,7 +67,7 @@ from tf_landslide.serving.contract import (
     WARMUP_FILE,
     ServingExportError,
 )
-from tf_landslide.serving.requests import MISSING_MODES, grpc_examples_request, grpc_predict_request, rest_request_body
+from tf_landslide.serving.payloads import MISSING_MODES, grpc_examples_request, grpc_predict_request, rest_request_body
 from tf_landslide.serving.versions import existing_versions, next_version, publish_flat, publish_version, version_dir
 
 __all__ = [

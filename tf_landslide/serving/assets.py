@@ -15,7 +15,7 @@ import tensorflow as tf
 import tf_landslide
 from tf_landslide import data, model_folder, records, storage
 from tf_landslide.serving import contract
-from tf_landslide.serving.requests import grpc_examples_request, grpc_predict_request
+from tf_landslide.serving.payloads import grpc_examples_request, grpc_predict_request
 
 log = logging.getLogger("tf_landslide.serving")
 
