@@ -12,7 +12,7 @@ import rasterio
 
 from tests.conftest import tiny_export_config
 from tests.cube import foreign
-from tf_landslide import evaluate, export, train_lib
+from tf_landslide import evaluate, export
 from tf_landslide.config import CubeConfig, EvalConfig, InputConfig, MapConfig, ModelConfig, TrainConfig
 from tf_landslide.cube import planes, schema
 from tf_landslide.cube.channels import resolve_orbit
@@ -131,6 +131,8 @@ def test_every_variant_exports_what_the_baseline_does(written, tmp_path, baselin
 
 
 def _train_evaluate_map(source: str, root: Path, cube_cfg: CubeConfig | None = None) -> tuple[dict, Path]:
+    from tf_landslide import train_lib  # TensorFlow at its top: .ci/oldest runs these tests' module without it
+
     cfg = TrainConfig(
         export=_export_config(cube_cfg or CubeConfig(cube=source), root / "records"),
         input=InputConfig(batch_size=4),
