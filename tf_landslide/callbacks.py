@@ -13,14 +13,17 @@ import math
 import os
 import time
 
-import tensorflow as tf
+# The Keras 2 package itself, not tf.keras: a class body resolves its base at import, and a
+# caller that imported TensorFlow before tf_landslide set TF_USE_LEGACY_KERAS would get Keras 3's
+# Callback there, while segmentation-models builds tf-keras layers.
+import tf_keras
 
 from tf_landslide import model_folder, storage
 
 log = logging.getLogger("tf_landslide.train")
 
 
-class TorchPlateau(tf.keras.callbacks.Callback):
+class TorchPlateau(tf_keras.callbacks.Callback):
     """ReduceLROnPlateau with PyTorch's semantics (mode min, relative threshold) on 'loss'.
 
     Keras' own callback uses an absolute ``min_delta``; PyTorch's epoch improves when loss <
@@ -63,7 +66,7 @@ class TorchPlateau(tf.keras.callbacks.Callback):
             storage.remove(self.state_path)
 
 
-class HistoryWriter(tf.keras.callbacks.Callback):
+class HistoryWriter(tf_keras.callbacks.Callback):
     """Append each epoch's logs to the run's history; on resume, drop rows of epochs about to be redone.
 
     It runs before BackupAndRestore, so a row is on disk before its epoch's backup: a kill
@@ -86,7 +89,7 @@ class HistoryWriter(tf.keras.callbacks.Callback):
         model_folder.write_history(self.model_dir, rows)
 
 
-class EpochLine(tf.keras.callbacks.Callback):
+class EpochLine(tf_keras.callbacks.Callback):
     """One log line per epoch: loss, validation PR-AUC (Keras' approximation), lr, chips/s; the
     last two are added to the epoch's logs, so the history holds them too."""
 
@@ -117,7 +120,7 @@ class EpochLine(tf.keras.callbacks.Callback):
         )
 
 
-class PublishFile(tf.keras.callbacks.Callback):
+class PublishFile(tf_keras.callbacks.Callback):
     """Move the file ``local``, when an earlier callback of the epoch wrote it, to ``destination``
     in one step (a rename, or one upload): ModelCheckpoint writes its HDF5 file in place, so it
     writes to a local scratch file and this publishes it complete."""

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+# The Keras 2 package itself, not tf.keras: see callbacks.py (a base class resolved at import).
+import tf_keras
+
 from tf_landslide.config import TrainConfig
 
 WEIGHT_DECAY_MODES = ("l2", "decoupled")
@@ -23,11 +26,11 @@ def make_optimizer(cfg: TrainConfig):
     torch_epsilon = {"epsilon": 1e-8, "adaptive_epsilon": True}
     if cfg.weight_decay_mode == "decoupled":
         # Keras' Adam applies its weight_decay decoupled, as AdamW (its AdamW lacks adaptive_epsilon).
-        return tf.keras.optimizers.Adam(learning_rate=cfg.learning_rate, weight_decay=cfg.weight_decay, **torch_epsilon)
+        return tf_keras.optimizers.Adam(learning_rate=cfg.learning_rate, weight_decay=cfg.weight_decay, **torch_epsilon)
     return AdamL2(learning_rate=cfg.learning_rate, l2=cfg.weight_decay, **torch_epsilon)
 
 
-class AdamL2(tf.keras.optimizers.Adam):
+class AdamL2(tf_keras.optimizers.Adam):
     """Adam with PyTorch's (coupled) weight decay: gradient += l2 * parameter."""
 
     def __init__(self, l2: float = 0.0, name: str = "AdamL2", **kwargs):

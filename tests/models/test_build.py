@@ -73,3 +73,34 @@ def test_transfer_reports_the_adapted_layers():
 def test_bad_model_flags_are_clear_errors(cfg, message):
     with pytest.raises(ValueError, match=message):
         build_model(cfg, 2, 64)
+
+
+def test_models_and_training_build_when_tensorflow_was_imported_first():
+    """A notebook that imports TensorFlow before tf_landslide (which sets TF_USE_LEGACY_KERAS) still
+    gets tf-keras models, optimiser and callbacks that fit together."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = (
+        "import tensorflow as tf\n"
+        "import numpy as np\n"
+        "from tf_landslide import callbacks, optimizer\n"
+        "from tf_landslide import models\n"
+        "from tf_landslide.config import ModelConfig, TrainConfig, ExportConfig, CubeConfig\n"
+        "model = models.build_model(ModelConfig(backbone='resnet18'), 4, 32)\n"
+        "model.compile(optimizer=optimizer.make_optimizer(TrainConfig(export=ExportConfig(cube=CubeConfig()))),"
+        " loss='binary_crossentropy')\n"
+        "x = np.zeros((2, 32, 32, 4), np.float32)\n"
+        "model.fit(x, x[..., :1], epochs=1, verbose=0, callbacks=[callbacks.EpochLine(2, 1)])\n"
+        "print('built', type(model).__module__)\n"
+    )
+    repo = Path(__file__).resolve().parents[2]
+    # As a fresh interpreter has it: this test process's import of tf_landslide set both.
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_USE_LEGACY_KERAS", "SM_FRAMEWORK")}
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=repo, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "built tf_keras" in done.stdout
