@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.conftest import tiny_export_config
+from tests.helpers import tiny_export_config
 from tf_landslide import data, export, records
 from tf_landslide.config import InputConfig
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score
 
-from tests.conftest import tiny_export_config
+from tests.helpers import tiny_export_config
 from tf_landslide import data, evaluate, model_folder, train_lib
 from tf_landslide.config import EvalConfig, InputConfig, ModelConfig, TrainConfig
 

@@ -18,7 +18,7 @@ import pytest
 import tensorflow as tf
 import xarray as xr
 
-from tests.conftest import tiny_export_config
+from tests.helpers import tiny_export_config
 from tf_landslide import export, records, storage
 from tf_landslide.cube import channels, events
 from tf_landslide.cube.open import open_cube
@@ -152,7 +152,7 @@ def test_interrupted_export_resumes_to_identical_shards(tiny_cube, tmp_path, mon
     killed_dir = tmp_path / "killed"
     script = textwrap.dedent(f"""
         import os, signal
-        from tests.conftest import tiny_export_config
+        from tests.helpers import tiny_export_config
         from tf_landslide import export, records
         close = records.TFRecordWriter.close
         def close_then_die(writer):

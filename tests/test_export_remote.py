@@ -5,7 +5,7 @@ import dataclasses
 import fsspec
 import pytest
 
-from tests.conftest import tiny_export_config
+from tests.helpers import tiny_export_config
 from tf_landslide import data, export, storage
 
 

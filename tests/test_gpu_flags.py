@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.test_train_lib import _kill_and_resume, make_config
+from tests.helpers import kill_and_resume, make_config
 from tf_landslide import evaluate, export, model_folder, serving
 from tf_landslide.config import EvalConfig, ModelConfig
 
@@ -32,7 +32,7 @@ COMBINATIONS = {
 @pytest.mark.parametrize("flags", COMBINATIONS.values(), ids=COMBINATIONS.keys())
 def test_a_run_killed_after_its_backup_resumes_evaluates_and_exports_float32(tiny_cube, exported_root, tmp_path, flags):
     savedmodel = tmp_path / "savedmodel"
-    run = _kill_and_resume(
+    run = kill_and_resume(
         tiny_cube, exported_root, tmp_path, "TensorBoard", epochs=3, savedmodel_dir=str(savedmodel), **flags
     )
     assert run.killed.code == -signal.SIGKILL, run.killed.output[-4000:]

@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 from tensorflow.core.framework import types_pb2
 
-from tests.conftest import tiny_export_config
+from tests.helpers import tiny_export_config
 from tf_landslide import data, model_folder, records, serving, train_lib
 from tf_landslide.config import InputConfig, ModelConfig, TrainConfig
 from tf_landslide.serving import assets, check

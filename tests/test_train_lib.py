@@ -7,18 +7,11 @@ import tf_landslide  # noqa: F401, I001  (first: it sets TF_USE_LEGACY_KERAS bef
 import csv
 import dataclasses
 import json
-import logging
 import math
-import os
 import re
 import signal
-import socket
 import shutil
-import subprocess
-import sys
 import tempfile
-import textwrap
-import time
 import types
 from pathlib import Path
 
@@ -27,167 +20,27 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.conftest import tiny_export_config
+from tests.helpers import (
+    BEST,
+    LAST,
+    config_args,
+    kill_and_resume,
+    logged_epochs,
+    make_config,
+    read_history,
+    run_runner,
+    tiny_export_config,
+)
 from tf_landslide import callbacks, data, distribution, export, model_folder, train_lib
 from tf_landslide import optimizer as optimizer_lib
 from tf_landslide.config import TrainConfig
-from tf_landslide.config import InputConfig, ModelConfig, SplitSpec
+from tf_landslide.config import InputConfig, SplitSpec
 
-REPO = Path(__file__).resolve().parents[1]
-SUBPROCESS_TIMEOUT = 180
-BEST, LAST = model_folder.BEST_WEIGHTS, model_folder.LAST_WEIGHTS
 TWO_WORKERS = {"cluster": {"worker": ["localhost:1", "localhost:2"]}}
-
-
-# --- shared helpers (also imported by the training subprocesses) -------------------------------
-
-
-def make_config(cube, root, batch_size=4, epochs=2, split_fractions=None, records=None, **overrides) -> TrainConfig:
-    """A tiny run: 32-pixel chips of the tiny cube, U-Net/ResNet-18, records and model under ``root``
-    (the records under ``records`` instead when given).
-
-    The tiny cube has 9 positive chips: 6 train, 1 val, 2 test by the default split.
-    """
-    root = Path(root)
-    split = SplitSpec(fractions=tuple(split_fractions)) if split_fractions else SplitSpec()
-    overrides.setdefault("model_dir", str(root / "model"))
-    return TrainConfig(
-        export=tiny_export_config(cube, records or root / "records", split=split),
-        input=InputConfig(batch_size=batch_size),
-        model=ModelConfig(backbone="resnet18"),
-        epochs=epochs,
-        **overrides,
-    )
-
-
-def read_history(model_dir) -> list[dict]:
-    with open(Path(model_dir) / "history.csv") as handle:
-        return list(csv.DictReader(handle))
 
 
 def history_epochs(model_dir) -> list[int]:
     return [int(row["epoch"]) for row in read_history(model_dir)]
-
-
-# Run in a fresh interpreter: argv[1] is JSON {"config": make_config kwargs, "kill_epoch": int|None,
-# "kill_in": a class of tf_landslide.callbacks or of tf.keras.callbacks, "logical_cpus": int,
-# "evaluate": bool}. The process kills itself right after that callback's on_epoch_end of kill_epoch.
-RUNNER = textwrap.dedent(
-    """
-    import json, logging, os, signal, sys
-    import tf_landslide
-    import tensorflow as tf
-    from tests.test_train_lib import make_config
-    from tf_landslide import callbacks, data, distribution, models, train_lib
-
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="LOG %(name)s %(message)s")
-    args = json.loads(sys.argv[1])
-    if args.get("logical_cpus"):
-        cpu = tf.config.list_physical_devices("CPU")[0]
-        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * args["logical_cpus"])
-        devices = [f"/cpu:{i}" for i in range(args["logical_cpus"])]
-        distribution.make_strategy = lambda cluster: tf.distribute.MirroredStrategy(devices)
-
-    def kill_after(callback, epoch_to_kill):
-        end = callback.on_epoch_end
-
-        def on_epoch_end(epoch, logs=None):
-            end(epoch, logs)
-            if epoch == epoch_to_kill:
-                sys.stderr.flush()
-                os.kill(os.getpid(), signal.SIGKILL)
-
-        callback.on_epoch_end = on_epoch_end
-        return callback
-
-    if args.get("kill_epoch") is not None:
-        name = args["kill_in"]
-        module = callbacks if hasattr(callbacks, name) else tf.keras.callbacks
-        original = getattr(module, name)
-        setattr(module, name, lambda *a, **k: kill_after(original(*a, **k), args["kill_epoch"]))
-
-    built = []
-    build_model = models.build_model
-    models.build_model = lambda *a, **k: built.append(build_model(*a, **k)) or built[-1]
-
-    cfg = make_config(**args["config"])
-    summary = train_lib.train(cfg)
-    print("SUMMARY " + json.dumps(summary), flush=True)
-
-    if args.get("evaluate"):  # the trained model on the 6 train chips: batches of 4 + 2, or 4 + 2 + 2 padding
-        manifest, folder = data.load_manifest(cfg.export.records_dir, cfg.export.config)
-        model, replicas = built[-1], built[-1].distribute_strategy.num_replicas_in_sync
-
-        def scores():
-            results = {}
-            for name, n in (("padded", replicas), ("unpadded", 1)):
-                dataset = data.make_dataset(manifest, folder, "train", cfg.input, False, 1, n)
-                results[name] = model.evaluate(dataset, verbose=0, return_dict=True)
-            return results
-
-        results = {"as_trained": scores()}
-        model.set_weights(model.get_weights())  # every replica: the saved, replica-averaged BatchNorm statistics
-        results["synced"] = scores()
-        print("EVAL " + json.dumps(results), flush=True)
-    """
-)
-
-
-def _env(**extra) -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in ("TF_CONFIG", "CLUSTER_SPEC")}
-    path = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
-    env.update(TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=path, **extra)
-    return env
-
-
-def start_runner(args: dict, log_path: Path, **env) -> subprocess.Popen:
-    log = open(log_path, "w")  # closed by finish_runners
-    process = subprocess.Popen(
-        [sys.executable, "-c", RUNNER, json.dumps(args)], cwd=REPO, env=_env(**env), stdout=log, stderr=log
-    )
-    process.log_file = log
-    return process
-
-
-def finish_runners(processes: list[subprocess.Popen], timeout: float = SUBPROCESS_TIMEOUT) -> list[str]:
-    """Wait for all; kill (by pid) whatever is still running at the deadline or on any error."""
-    deadline = time.monotonic() + timeout
-    try:
-        for process in processes:
-            process.wait(timeout=max(1.0, deadline - time.monotonic()))
-    finally:
-        for process in processes:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-            process.log_file.close()
-    return [Path(p.log_file.name).read_text() for p in processes]
-
-
-def run_runner(args: dict, log_path: Path, **env) -> tuple[int, str]:
-    process = start_runner(args, log_path, **env)
-    (output,) = finish_runners([process])
-    return process.returncode, output
-
-
-def logged_epochs(output: str) -> list[int]:
-    """The 1-based epoch numbers of the run's 'epoch i/n' log lines."""
-    return [int(n) for n in re.findall(r"tf_landslide\.train epoch (\d+)/\d+", output)]
-
-
-def free_ports(n: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(n)]
-    try:
-        for s in sockets:
-            s.bind(("localhost", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
-def config_args(cube, root, **kwargs) -> dict:
-    return {"cube": str(cube), "root": str(root), **kwargs}
 
 
 def mtimes(model_dir) -> dict:
@@ -195,16 +48,6 @@ def mtimes(model_dir) -> dict:
 
 
 # --- 1. a tiny run learns and leaves a complete model folder ---------------------------------
-
-
-@pytest.fixture(scope="module")
-def trained(tiny_cube, tmp_path_factory):
-    """Four epochs at batch 2 (three steps an epoch); the export runs inside train()."""
-    root = tmp_path_factory.mktemp("trained")
-    cfg = make_config(tiny_cube, root, batch_size=2, epochs=4)
-    assert not (root / "records").exists()
-    summary = train_lib.train(cfg)
-    return cfg, summary
 
 
 def test_tiny_run_lowers_the_training_loss(trained):
@@ -895,72 +738,6 @@ def test_mirrored_validation_uses_the_saved_batchnorm_statistics(mirrored):
 # --- 11. a killed run resumes -------------------------------------------------------------------
 
 
-class _Lines(logging.Handler):
-    def __init__(self):
-        super().__init__(logging.INFO)
-        self.lines = []
-
-    def emit(self, record):
-        self.lines.append(record.getMessage())
-
-
-def _checkpoint_variables(folder: Path) -> list[str]:
-    """Names of the variables in the newest checkpoint of ``folder`` ([] without one)."""
-    latest = tf.train.latest_checkpoint(str(folder)) if folder.exists() else None
-    return [name for name, _ in tf.train.list_variables(latest)] if latest else []
-
-
-def _kill_and_resume(tiny_cube, exported_root, root: Path, kill_in: str, **config) -> types.SimpleNamespace:
-    """Run ``config`` in a subprocess killed after ``kill_in``'s on_epoch_end of epoch 1 (0-based), then
-    resume it in this process. Records the model folder after the kill and after the resume, and the
-    best value ModelCheckpoint starts the resumed run with."""
-    config = config_args(tiny_cube, root, records=str(exported_root / "records"), batch_size=2, **config)
-    code, output = run_runner({"config": config, "kill_epoch": 1, "kill_in": kill_in}, root / "killed.log")
-    model_dir = root / "model"
-    state_path = model_dir / "backup" / "plateau.json"
-    killed = types.SimpleNamespace(
-        code=code,
-        output=output,
-        history=read_history(model_dir) if (model_dir / "history.csv").exists() else [],
-        state=json.loads(state_path.read_text()) if state_path.exists() else None,
-        summary_exists=(model_dir / "train_summary.json").exists(),
-        backup_variables=_checkpoint_variables(model_dir / "backup" / "chief"),
-    )
-    handler, logger = _Lines(), logging.getLogger("tf_landslide.train")
-    level, checkpoint_best = logger.level, []
-    model_checkpoint = tf.keras.callbacks.ModelCheckpoint
-
-    def checkpoint(*args, **kwargs):
-        callback = model_checkpoint(*args, **kwargs)
-        begin = callback.on_epoch_begin
-
-        def on_epoch_begin(epoch, logs=None):
-            checkpoint_best.append(callback.best)
-            return begin(epoch, logs)
-
-        callback.on_epoch_begin = on_epoch_begin
-        return callback
-
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(tf.keras.callbacks, "ModelCheckpoint", checkpoint)
-            summary = train_lib.train(make_config(**config))
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
-    return types.SimpleNamespace(
-        killed=killed,
-        model_dir=model_dir,
-        resumed_epochs=[int(n) for n in re.findall(r"^epoch (\d+)/", "\n".join(handler.lines), re.M)],
-        checkpoint_best=checkpoint_best,
-        summary=summary,
-        history=read_history(model_dir),
-        state_exists=state_path.exists(),
-    )
-
-
 @pytest.fixture(scope="module")
 def killed_after_backup(tiny_cube, exported_root, tmp_path_factory):
     """4 epochs at batch 2, killed after the last callback of epoch 1: everything of that epoch is saved.
@@ -969,7 +746,7 @@ def killed_after_backup(tiny_cube, exported_root, tmp_path_factory):
     at its end (an unbroken run logs rates 1e-2, 1e-2, 1e-3, 1e-4)."""
     plateau = {"lr_patience": 0, "lr_threshold": 0.99, "lr_factor": 0.1}
     root = tmp_path_factory.mktemp("killed_after_backup")
-    return _kill_and_resume(tiny_cube, exported_root, root, "TensorBoard", epochs=4, **plateau)
+    return kill_and_resume(tiny_cube, exported_root, root, "TensorBoard", epochs=4, **plateau)
 
 
 def test_killed_run_resumes_and_finishes_its_epochs(killed_after_backup):
@@ -1011,7 +788,7 @@ def killed_before_backup(tiny_cube, exported_root, tmp_path_factory):
     (bad epochs 1, 2 > 1) and logs rates 1e-2, 1e-2, 1e-2, 1e-3."""
     plateau = {"lr_patience": 1, "lr_threshold": 0.99, "lr_factor": 0.1}
     root = tmp_path_factory.mktemp("killed_before_backup")
-    return _kill_and_resume(tiny_cube, exported_root, root, "HistoryWriter", epochs=4, **plateau)
+    return kill_and_resume(tiny_cube, exported_root, root, "HistoryWriter", epochs=4, **plateau)
 
 
 def test_kill_between_history_row_and_backup_redoes_the_epoch_and_replaces_its_row(killed_before_backup):

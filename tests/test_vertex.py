@@ -11,6 +11,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -23,13 +24,24 @@ import pytest
 import tensorflow as tf
 import yaml
 
-from tests.test_train_lib import free_ports, make_config
+from tests.helpers import make_config
 from tf_landslide import export, model_folder, serving, storage, train_lib, vertex
 from tf_landslide import flags as landslide_flags
 from tf_landslide.cube import synthetic
 
 REPO = Path(__file__).resolve().parents[1]
 TIMEOUT = 240
+
+
+def free_ports(n: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for s in sockets:
+            s.bind(("localhost", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
 
 
 # --- 1. the environment fills the folders the flags leave unset ---------------------------------

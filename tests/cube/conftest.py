@@ -7,12 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import require_zarr3
 from tests.cube import foreign
-
-# The variants foreign.py writes as zarr v3 stores (test_foreign_writers checks every store's
-# format): a test that asks for one skips under zarr-python 2, which cannot write or read them.
-ZARR_V3_VARIANTS = frozenset({"object_v3", "unicode_v3", "bytes_v3", "stackstac_like"})
+from tests.helpers import ZARR_V3_VARIANTS, require_zarr3
 
 
 @pytest.fixture(scope="session")

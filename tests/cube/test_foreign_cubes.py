@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import rasterio
 
-from tests.conftest import tiny_export_config
 from tests.cube import foreign
+from tests.helpers import tiny_export_config
 from tf_landslide import evaluate, export
 from tf_landslide.config import CubeConfig, EvalConfig, InputConfig, MapConfig, ModelConfig, TrainConfig
 from tf_landslide.cube import planes, schema

@@ -16,9 +16,8 @@ import pytest
 import xarray as xr
 import zarr
 
-from tests.conftest import ZARR_3, zarr_format_of
 from tests.cube import foreign
-from tests.cube.conftest import ZARR_V3_VARIANTS
+from tests.helpers import ZARR_3, ZARR_V3_VARIANTS, zarr_format_of
 
 # odc-geo 0.5 and stackstac 0.5.1 multiply affines with `*`, which affine 3 deprecates: hundreds
 # of warnings per load that say nothing about these writers.

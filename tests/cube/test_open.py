@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from tests.conftest import ZARR_3, needs_zarr3
+from tests.helpers import ZARR_3, needs_zarr3, zip_store
 from tf_landslide.cube import schema
 from tf_landslide.cube.open import (
     CubeError,
@@ -24,21 +24,6 @@ from tf_landslide.cube.open import (
 # The tiny cube's first descending pass after the Hokkaido trigger (on the event's day).
 DESC_AFTER = "2018-09-05T20:40:12"
 ASC_BEFORE = "2018-09-01T08:26:47"
-
-
-def zip_store(store: str, zip_path: Path, inner: str = "hokkaido_japan.zarr", dir_entries: bool = True) -> str:
-    """Zip a zarr directory as the Zenodo zips are: ``<inner>/`` holding the store ('' = at the root)."""
-    store = Path(store)
-    with zipfile.ZipFile(zip_path, "w", zipfile.ZIP_DEFLATED) as archive:
-        for root, _, files in os.walk(store):
-            rel = Path(root).relative_to(store)
-            prefix = (Path(inner) / rel).as_posix() if inner else rel.as_posix()
-            prefix = "" if prefix == "." else prefix.removesuffix("/.")
-            if dir_entries and prefix:
-                archive.writestr(prefix + "/", b"")
-            for name in sorted(files):
-                archive.write(Path(root) / name, f"{prefix}/{name}" if prefix else name)
-    return str(zip_path)
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 import zarr
 
-from tests.conftest import ZARR_3
-from tests.cube.test_open import zip_store
+from tests.helpers import ZARR_3, zip_store
 from tf_landslide.cube import schema
 from tf_landslide.cube.channels import ALL_CHANNELS, ChannelPlan, select_acquisitions, select_pairs
 from tf_landslide.cube.events import PRESETS

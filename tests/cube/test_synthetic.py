@@ -12,7 +12,7 @@ import xarray as xr
 import zarr
 from pyproj import CRS
 
-from tests.conftest import zarr_format_of
+from tests.helpers import zarr_format_of
 from tf_landslide.cube import schema, synthetic
 from tf_landslide.cube.events import PRESETS
 from tf_landslide.cube.open import check_labels, open_cube, orbit_codes, validate_cube

@@ -5,7 +5,7 @@ import pytest
 import xarray as xr
 import zarr
 
-from tests.conftest import tiny_export_config
+from tests.helpers import tiny_export_config
 from tf_landslide import export
 from tf_landslide.cube import schema, synthetic
 from tf_landslide.cube.open import open_conformed

@@ -12,7 +12,7 @@ import pytest
 import rasterio
 import xarray as xr
 
-from tests.conftest import tiny_export_config
+from tests.helpers import tiny_export_config
 from tf_landslide import export, model_folder
 from tf_landslide.config import CubeConfig, MapConfig, ModelConfig
 from tf_landslide.cube import schema
