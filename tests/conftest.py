@@ -25,7 +25,10 @@ def tiny_cube_v3(tmp_path_factory, tiny_spec):
 
 @pytest.fixture(scope="session")
 def trained(tiny_cube, tmp_path_factory):
-    """Four epochs at batch 2 (three steps an epoch); the export runs inside train()."""
+    """Four epochs at batch 2 (three steps an epoch); the export runs inside train().
+
+    For test_model_folder.py and test_train_lib.py: once a session, not once a module.
+    """
     from tf_landslide import train_lib  # TensorFlow: not while .ci/oldest collects without it
 
     root = tmp_path_factory.mktemp("trained")

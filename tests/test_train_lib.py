@@ -1,21 +1,17 @@
-"""Training: the loss falls, the optimiser and the plateau schedule are PyTorch's, clusters are
-read from the environment, runs distribute over replicas and workers, killed runs resume, and
-finished runs are not trained twice."""
+"""Training runs: the loss falls, finished runs are not trained twice, records that disagree with the flags
+are refused, runs distribute over replicas and workers, and killed runs resume (the optimiser:
+test_optimizer.py; the callbacks: test_callbacks.py; the model folder: test_model_folder.py)."""
 
 import tf_landslide  # noqa: F401, I001  (first: it sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 
-import csv
 import dataclasses
 import json
 import math
 import re
 import signal
-import shutil
 import tempfile
-import types
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -29,12 +25,9 @@ from tests.helpers import (
     make_config,
     read_history,
     run_runner,
-    tiny_export_config,
 )
-from tf_landslide import callbacks, data, distribution, export, model_folder, train_lib
-from tf_landslide import optimizer as optimizer_lib
-from tf_landslide.config import TrainConfig
-from tf_landslide.config import InputConfig, SplitSpec
+from tf_landslide import callbacks, data, distribution, export, train_lib
+from tf_landslide.config import InputConfig, SplitSpec, TrainConfig
 
 TWO_WORKERS = {"cluster": {"worker": ["localhost:1", "localhost:2"]}}
 
@@ -47,7 +40,7 @@ def mtimes(model_dir) -> dict:
     return {p.name: p.stat().st_mtime_ns for p in Path(model_dir).iterdir() if p.is_file()}
 
 
-# --- 1. a tiny run learns and leaves a complete model folder ---------------------------------
+# --- a tiny run learns and leaves no backup (its model folder: test_model_folder.py) -------------
 
 
 def test_tiny_run_lowers_the_training_loss(trained):
@@ -60,77 +53,6 @@ def test_tiny_run_lowers_the_training_loss(trained):
     assert summary["final_loss"] == pytest.approx(losses[-1])
 
 
-def test_model_folder_holds_models_history_and_run_files(trained):
-    cfg, summary = trained
-    model_dir = Path(cfg.model_dir)
-    for name in (BEST, LAST, "history.csv", "train_summary.json", "train_config.json", "manifest.json"):
-        assert (model_dir / name).is_file(), name
-    assert not (model_dir / "history.csv.partial").exists()
-    assert json.loads((model_dir / "train_summary.json").read_text()) == summary
-    assert summary["epochs"] == 4 and summary["config"] == "vv_vh_dem_t2"
-    written = json.loads((model_dir / "train_config.json").read_text())
-    assert written == json.loads(json.dumps(dataclasses.asdict(cfg)))
-    records_manifest, _ = data.load_manifest(cfg.export.records_dir, cfg.export.config)
-    assert json.loads((model_dir / "manifest.json").read_text()) == records_manifest
-    assert summary["train_chips"] == records_manifest["splits"]["train"]["chips"]
-    history = read_history(model_dir)
-    for column in ("loss", "val_loss", "val_pr_auc", "learning_rate", "chips_per_second"):
-        assert all(math.isfinite(float(row[column])) for row in history), column
-    best = max(history, key=lambda row: float(row["val_pr_auc"]))
-    assert summary["best_epoch"] == int(best["epoch"]) + 1
-    assert summary["final_learning_rate"] == pytest.approx(cfg.learning_rate)  # patience 10: no reduction yet
-
-
-def _evaluate(model, dataset) -> dict:
-    model.compile(
-        loss=tf.keras.losses.BinaryCrossentropy(),
-        metrics=[tf.keras.metrics.AUC(curve="PR", num_thresholds=200, name="pr_auc")],
-    )
-    return model.evaluate(dataset, verbose=0, return_dict=True)
-
-
-def test_load_trained_model_rebuilds_the_model_with_its_trained_weights(trained):
-    cfg, summary = trained
-    manifest, folder = data.load_manifest(cfg.export.records_dir, cfg.export.config)
-    images, _ = next(iter(data.make_dataset(manifest, folder, "test", cfg.input, training=False)))
-    last = model_folder.load_trained_model(cfg.model_dir, "last")
-    probability = last.predict(images, verbose=0)
-    assert probability.shape == (images.shape[0], 32, 32, 1)
-    assert probability.dtype == np.float32
-    assert np.all((probability >= 0) & (probability <= 1))
-    # the last model: the best of a 4-epoch run can be an early, nearly constant one
-    assert probability.std() > 0
-    # the weights (BatchNorm statistics included) are those the last epoch was validated with
-    final = read_history(cfg.model_dir)[-1]
-    scores = _evaluate(last, data.make_dataset(manifest, folder, "val", cfg.input, training=False))
-    assert scores["loss"] == pytest.approx(float(final["val_loss"]), rel=1e-4)
-    assert scores["pr_auc"] == pytest.approx(float(final["val_pr_auc"]), abs=1e-4)
-    # 'best' reads the other file: the same weights only when the last epoch was the best
-    best = model_folder.load_trained_model(cfg.model_dir, "best").predict(images, verbose=0)
-    assert np.array_equal(best, probability) == (summary["best_epoch"] == cfg.epochs)
-    with pytest.raises(FileNotFoundError, match="train first"):
-        model_folder.load_trained_model(str(Path(cfg.model_dir) / "nothing-here"))
-
-
-def test_weight_files_hold_the_layers_only(trained, tmp_path):
-    """Inference reads the layers; the optimizer's slots (2x the weights under Adam) stay in the backup."""
-    cfg, _ = trained
-    model = model_folder.load_trained_model(cfg.model_dir, "last")
-    weight_bytes = sum(w.nbytes for w in model.get_weights())
-    for name in (BEST, LAST):
-        path = Path(cfg.model_dir) / name
-        with h5py.File(path, "r") as weights:
-            assert "optimizer" not in weights, name
-        assert path.stat().st_size < 1.1 * weight_bytes, name
-    # a run written under the older file names still loads
-    older = tmp_path / "older"
-    shutil.copytree(cfg.model_dir, older, ignore=shutil.ignore_patterns("backup", "logs"))
-    (older / LAST).unlink()
-    model.save_weights(str(older / "last.weights.h5"))  # the name selects Keras's other format
-    loaded = model_folder.load_trained_model(str(older), "last")
-    assert all(np.array_equal(a, b) for a, b in zip(loaded.get_weights(), model.get_weights(), strict=True))
-
-
 def test_finished_run_leaves_no_backup_or_plateau_state(trained):
     cfg, _ = trained
     backup = Path(cfg.model_dir) / "backup"
@@ -138,7 +60,7 @@ def test_finished_run_leaves_no_backup_or_plateau_state(trained):
     assert not (backup / "plateau.json").exists()  # and the plateau starts afresh
 
 
-# --- 2. a finished run is not trained again -----------------------------------------------------
+# --- a finished run is not trained again ---------------------------------------------------------
 
 
 def test_finished_run_returns_its_summary_without_training(trained, tmp_path, caplog):
@@ -225,274 +147,7 @@ def test_unfinished_run_with_other_settings_is_not_resumed(tiny_cube, exported_r
         train_lib.train(cfg)
 
 
-# --- 3. AdamL2 is torch.optim.Adam(weight_decay=...); 'decoupled' is torch.optim.AdamW --------
-
-BETA_1, BETA_2, TORCH_EPSILON = 0.9, 0.999, 1e-8
-
-
-def torch_reference(w, gradients, lr, weight_decay=0.0, decoupled=False):
-    """float64 torch.optim.Adam(lr, betas=(0.9, 0.999), eps=1e-8, weight_decay) (g += wd w) or, with
-    ``decoupled``, torch.optim.AdamW (w -= lr wd w); eps is added to sqrt(v_hat)."""
-    w = np.array(w, np.float64)
-    m, v = np.zeros_like(w), np.zeros_like(w)
-    for t, g in enumerate(gradients, start=1):
-        g = np.asarray(g, np.float64) + (0.0 if decoupled else weight_decay) * w
-        if decoupled:
-            w = w * (1 - lr * weight_decay)
-        m = BETA_1 * m + (1 - BETA_1) * g
-        v = BETA_2 * v + (1 - BETA_2) * g * g
-        m_hat, v_hat = m / (1 - BETA_1**t), v / (1 - BETA_2**t)
-        w = w - lr * m_hat / (np.sqrt(v_hat) + TORCH_EPSILON)
-    return w
-
-
-W0 = [1.0, -2.0, 0.5, 3.0]
-GRADIENTS = [[0.1, 0.2, -0.3, 0.0], [-0.05, 0.4, 0.1, 1e-3], [0.02, -0.1, 0.3, -0.2]]
-# where eps matters: Keras' default (1e-7 on the uncorrected sqrt(v)) makes these steps several times
-# smaller than torch's, and 1e-9 is a tenth of torch's eps
-SMALL_GRADIENTS = [[1e-6, -2e-6, 5e-7, 1e-9], [2e-6, 1e-9, -5e-7, 3e-9], [-1e-6, 1e-6, 1e-8, 1e-9]]
-
-
-def _steps(optimizer, gradients, w0=W0):
-    w = tf.Variable(w0, dtype=tf.float32)
-    for g in gradients:
-        optimizer.apply_gradients([(tf.constant(g, tf.float32), w)])
-    return w.numpy()
-
-
-def assert_matches_torch(optimizer, gradients, lr, weight_decay=0.0, decoupled=False):
-    """The float32 parameters to 1e-6 relative, and the updates themselves to float32's resolution."""
-    w = _steps(optimizer, gradients)
-    expected = torch_reference(W0, gradients, lr, weight_decay, decoupled)
-    np.testing.assert_allclose(w, expected, rtol=1e-6)
-    np.testing.assert_allclose(w - np.float32(W0), expected - np.array(W0), rtol=1e-3)
-
-
-def _train_config(**overrides) -> TrainConfig:
-    return TrainConfig(export=tiny_export_config("unused", "unused"), **overrides)
-
-
-@pytest.mark.parametrize("gradients", [GRADIENTS, SMALL_GRADIENTS], ids=["gradients", "small-gradients"])
-def test_adam_l2_is_torch_adam_with_weight_decay(gradients):
-    optimizer = optimizer_lib.make_optimizer(_train_config(learning_rate=0.01, weight_decay=0.1))
-    assert isinstance(optimizer, tf.keras.optimizers.Adam) and type(optimizer).__name__ == "AdamL2"
-    assert optimizer.l2 == 0.1 and optimizer.weight_decay is None  # coupled, not Keras' decoupled decay
-    assert (optimizer.beta_1, optimizer.beta_2) == (BETA_1, BETA_2) and not optimizer.amsgrad
-    assert_matches_torch(optimizer, gradients, 0.01, weight_decay=0.1)
-    without_decay = optimizer_lib.make_optimizer(_train_config(learning_rate=0.01, weight_decay=0.0))
-    assert_matches_torch(without_decay, gradients, 0.01)
-
-
-def test_adam_l2_differs_from_plain_adam_adamw_and_keras_epsilon():
-    coupled = _steps(optimizer_lib.make_optimizer(_train_config(learning_rate=0.01, weight_decay=0.1)), GRADIENTS)
-    # the decay enters the moments: plain Adam on g alone lands elsewhere (w[3] has g = 0 at step 1), so does AdamW
-    assert np.abs(coupled - torch_reference(W0, GRADIENTS, 0.01)).max() > 1e-3
-    assert np.abs(coupled - torch_reference(W0, GRADIENTS, 0.01, 0.1, decoupled=True)).max() > 1e-3
-    # and the small-gradient reference is sharp enough to see the epsilon: Keras' default Adam is far off
-    ours = _steps(optimizer_lib.make_optimizer(_train_config(learning_rate=0.01, weight_decay=0.0)), SMALL_GRADIENTS)
-    keras_default = _steps(tf.keras.optimizers.Adam(learning_rate=0.01), SMALL_GRADIENTS)
-    assert np.abs((keras_default - W0) / (ours - W0) - 1).max() > 0.5
-
-
-def test_adam_l2_survives_serialisation():
-    optimizer = optimizer_lib.AdamL2(learning_rate=0.01, l2=1e-4)
-    config = optimizer.get_config()
-    assert config["l2"] == 1e-4
-    again = optimizer_lib.custom_objects()["AdamL2"].from_config(config)
-    assert again.l2 == 1e-4 and float(again.learning_rate) == pytest.approx(0.01)
-
-
-def test_adam_l2_from_config_keeps_torch_epsilon():
-    optimizer = optimizer_lib.make_optimizer(_train_config(learning_rate=0.01, weight_decay=0.0))
-    again = optimizer_lib.custom_objects()["AdamL2"].from_config(optimizer.get_config())
-    assert_matches_torch(again, SMALL_GRADIENTS, 0.01)
-
-
-def test_unknown_weight_decay_mode_raises():
-    with pytest.raises(ValueError, match="weight_decay_mode"):
-        optimizer_lib.make_optimizer(_train_config(weight_decay_mode="adamw"))
-
-
-@pytest.mark.parametrize("gradients", [GRADIENTS, SMALL_GRADIENTS], ids=["gradients", "small-gradients"])
-def test_decoupled_mode_is_torch_adamw(gradients):
-    cfg = _train_config(learning_rate=0.01, weight_decay=0.1, weight_decay_mode="decoupled")
-    optimizer = optimizer_lib.make_optimizer(cfg)
-    assert optimizer.weight_decay == pytest.approx(0.1) and not getattr(optimizer, "l2", 0.0)
-    assert_matches_torch(optimizer, gradients, 0.01, weight_decay=0.1, decoupled=True)
-
-
-# --- 4. the plateau schedule is torch's ReduceLROnPlateau -------------------------------------
-
-# mode='min', threshold_mode='rel', threshold=1e-4, patience=2, factor=0.5: an epoch improves
-# when loss < best * (1 - 1e-4); after more than 2 bad epochs in a row the rate halves.
-PLATEAU_LOSSES = [
-    1.0,  # 0: best 1.0
-    0.99995,  # 1: not below 0.9999 (relative threshold): bad 1
-    0.99995,  # 2: bad 2
-    0.99995,  # 3: bad 3 > 2: reduce to 0.5, bad 0
-    0.9998,  # 4: below 0.9999: best 0.9998
-    2.0,  # 5: bad 1
-    0.5,  # 6: best 0.5
-    0.5,  # 7: bad 1
-    0.5,  # 8: bad 2
-    0.49996,  # 9: not below 0.49995: bad 3: reduce to 0.25
-    0.49994,  # 10: below 0.49995: best (an absolute min_delta of 1e-4, Keras' rule, would not count it)
-    0.49994,  # 11: bad 1
-    0.49994,  # 12: bad 2 (Keras' absolute rule would be at bad 3 and reduce here)
-]
-PLATEAU_RATES = [1.0, 1.0, 1.0, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.25, 0.25, 0.25, 0.25]
-
-
-def _fake_model(lr: float):
-    return types.SimpleNamespace(optimizer=types.SimpleNamespace(learning_rate=tf.Variable(lr, dtype=tf.float32)))
-
-
-def _plateau(model, state_path, patience=2, factor=0.5, write=True):
-    callback = callbacks.TorchPlateau(factor, patience, 1e-4, state_path, write=write)
-    callback.set_model(model)
-    callback.on_train_begin()
-    return callback
-
-
-def test_plateau_reduces_exactly_when_torch_would(tmp_path):
-    model = _fake_model(1.0)
-    callback = _plateau(model, tmp_path / "plateau.json")
-    rates = []
-    for epoch, loss in enumerate(PLATEAU_LOSSES):
-        callback.on_epoch_end(epoch, {"loss": loss})
-        rates.append(float(model.optimizer.learning_rate.numpy()))
-    assert rates == PLATEAU_RATES
-
-
-def test_plateau_state_is_saved_and_resumed(tmp_path):
-    state = tmp_path / "backup" / "plateau.json"
-    first = _fake_model(1.0)
-    callback = _plateau(first, state)
-    for epoch, loss in enumerate(PLATEAU_LOSSES[:9]):
-        callback.on_epoch_end(epoch, {"loss": loss})
-    assert json.loads(state.read_text()) == {"best": 0.5, "bad_epochs": 2}
-    # a new process: the learning rate comes back from the checkpoint, the plateau state from its file
-    second = _fake_model(float(first.optimizer.learning_rate.numpy()))
-    resumed = _plateau(second, state)
-    rates = []
-    for epoch, loss in enumerate(PLATEAU_LOSSES[9:], start=9):
-        resumed.on_epoch_end(epoch, {"loss": loss})
-        rates.append(float(second.optimizer.learning_rate.numpy()))
-    assert rates == PLATEAU_RATES[9:]
-    # without the state the resumed run would take epoch 9 as an improvement and reduce only at 12
-    fresh = _fake_model(0.5)
-    restarted = _plateau(fresh, None)
-    rates = []
-    for epoch, loss in enumerate(PLATEAU_LOSSES[9:], start=9):
-        restarted.on_epoch_end(epoch, {"loss": loss})
-        rates.append(float(fresh.optimizer.learning_rate.numpy()))
-    assert rates == [0.5, 0.5, 0.5, 0.25] != PLATEAU_RATES[9:]
-    # a finished run deletes its state, so the next run in this folder starts afresh
-    resumed.on_train_end()
-    assert not state.exists()
-
-
-def test_plateau_of_a_non_chief_reads_but_never_writes_the_state(tmp_path):
-    state = tmp_path / "plateau.json"
-    state.write_text(json.dumps({"best": 0.5, "bad_epochs": 2}))
-    model = _fake_model(1.0)
-    callback = _plateau(model, state, write=False)
-    callback.on_epoch_end(0, {"loss": 0.5})  # bad 3 > 2: reduces, as the chief does
-    assert float(model.optimizer.learning_rate.numpy()) == 0.5
-    callback.on_train_end()
-    assert json.loads(state.read_text()) == {"best": 0.5, "bad_epochs": 2}  # the chief's file, untouched
-
-
-def test_plateau_ignores_reductions_below_torch_eps():
-    model = _fake_model(1e-8)
-    callback = _plateau(model, None, patience=0, factor=0.1)
-    callback.on_epoch_end(0, {"loss": 1.0})
-    callback.on_epoch_end(1, {"loss": 1.0})  # bad 1 > 0, but 1e-8 - 1e-9 <= torch's eps 1e-8
-    assert float(model.optimizer.learning_rate.numpy()) == pytest.approx(1e-8)
-    assert callback.bad_epochs == 0
-
-
-# --- 5. history.csv: one row per finished epoch, redone epochs replace theirs ------------------
-
-
-def _rows(path) -> list[tuple[int, float]]:
-    with open(path) as handle:
-        return [(int(row["epoch"]), float(row["loss"])) for row in csv.DictReader(handle)]
-
-
-def test_history_writer_appends_a_row_per_epoch_and_replaces_redone_epochs(tmp_path):
-    path = tmp_path / "history.csv"
-    first = callbacks.HistoryWriter(tmp_path)
-    for epoch, loss in enumerate([0.9, 0.8, 0.7]):
-        first.on_epoch_begin(epoch)
-        first.on_epoch_end(epoch, {"loss": loss, "val_loss": loss + 1})
-    assert _rows(path) == [(0, 0.9), (1, 0.8), (2, 0.7)]
-    assert read_history(tmp_path)[0] == {"epoch": "0", "loss": "0.9", "val_loss": "1.9"}
-    # killed after epoch 2's row but before its backup: the resumed run starts again at epoch 2
-    resumed = callbacks.HistoryWriter(tmp_path)
-    resumed.on_epoch_begin(2)
-    assert _rows(path) == [(0, 0.9), (1, 0.8)]
-    inode = path.stat().st_ino
-    resumed.on_epoch_end(2, {"loss": 0.6, "val_loss": 1.6})
-    assert path.stat().st_ino != inode  # replaced in one rename, never rewritten in place
-    resumed.on_epoch_begin(3)  # only the first epoch of a run trims
-    resumed.on_epoch_end(3, {"loss": 0.5, "val_loss": 1.5})
-    assert _rows(path) == [(0, 0.9), (1, 0.8), (2, 0.6), (3, 0.5)]
-    assert [p.name for p in tmp_path.iterdir()] == ["history.csv"]  # no partial file left behind
-    # a run that starts at epoch 0 (no backup) keeps nothing of an earlier, unfinished run
-    restarted = callbacks.HistoryWriter(tmp_path)
-    restarted.on_epoch_begin(0)
-    assert _rows(path) == []
-    restarted.on_epoch_end(0, {"loss": 0.4, "val_loss": 1.4})
-    assert _rows(path) == [(0, 0.4)]
-
-
-# --- 6. the cluster comes from TF_CONFIG or Vertex AI's CLUSTER_SPEC --------------------------
-
-VERTEX_SPEC = {
-    "cluster": {"workerpool0": ["host0:2222"], "workerpool1": ["host1:2222", "host2:2222"]},
-    "task": {"type": "workerpool1", "index": 1},
-}
-
-
-def test_tf_config_passes_through_and_wins_over_cluster_spec():
-    tf_config = json.dumps({"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 0}})
-    assert distribution.cluster_from_environment({"TF_CONFIG": tf_config}) == tf_config
-    both = {"TF_CONFIG": tf_config, "CLUSTER_SPEC": json.dumps(VERTEX_SPEC)}
-    assert distribution.cluster_from_environment(both) == tf_config
-    assert distribution.cluster_workers(tf_config) == 2
-    assert distribution.is_chief(tf_config)  # worker 0 of a cluster without a chief
-    other = json.dumps({"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 1}})
-    assert not distribution.is_chief(other)
-
-
-def test_vertex_cluster_spec_becomes_tf_config():
-    cluster = distribution.cluster_from_environment({"CLUSTER_SPEC": json.dumps(VERTEX_SPEC)})
-    assert json.loads(cluster) == {
-        "cluster": {"chief": ["host0:2222"], "worker": ["host1:2222", "host2:2222"]},
-        "task": {"type": "worker", "index": 1},
-    }
-    assert distribution.cluster_workers(cluster) == 3
-    assert not distribution.is_chief(cluster)
-    worker0 = distribution.cluster_from_environment(
-        {"CLUSTER_SPEC": json.dumps({**VERTEX_SPEC, "task": {"type": "workerpool1", "index": 0}})}
-    )
-    assert not distribution.is_chief(worker0)  # the chief pool exists, so worker 0 is not the chief
-    chief = distribution.cluster_from_environment(
-        {"CLUSTER_SPEC": json.dumps({**VERTEX_SPEC, "task": {"type": "workerpool0", "index": 0}})}
-    )
-    assert json.loads(chief)["task"] == {"type": "chief", "index": 0}
-    assert distribution.is_chief(chief)
-
-
-def test_single_replica_and_empty_environment():
-    assert distribution.cluster_from_environment({}) == ""
-    assert distribution.cluster_from_environment({"TF_CONFIG": "", "CLUSTER_SPEC": ""}) == ""
-    assert distribution.cluster_workers("") == 1 and distribution.is_chief("")
-    alone = distribution.cluster_from_environment(
-        {"CLUSTER_SPEC": json.dumps({"cluster": {"workerpool0": ["h:1"]}, "task": {"type": "workerpool0", "index": 0}})}
-    )
-    assert distribution.cluster_workers(alone) == 1 and distribution.is_chief(alone)
+# --- several workers (the cluster's parsing: test_distribution.py) -------------------------------
 
 
 def test_multi_worker_run_without_records_asks_for_the_export_first(tiny_cube, tmp_path):
@@ -543,7 +198,7 @@ def test_every_worker_uses_the_shared_backup_dir(
     assert plateau_states == [(str(Path(backup) / "plateau.json"), index == 0)]  # only the chief writes it
 
 
-# --- 7. export settings that disagree with the records ----------------------------------------
+# --- export settings that disagree with the records ----------------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -629,7 +284,7 @@ def test_export_settings_that_do_not_change_the_records_are_not_compared(tiny_cu
     assert manifest["channels"] == ["vv_before", "vv_after"]
 
 
-# --- 8. several replicas: full batches, zero-weight padding for validation ---------------------
+# --- several replicas: full batches, zero-weight padding for validation --------------------------
 
 
 def test_multi_replica_batches_are_full_and_validation_padding_weighs_nothing(tiny_cube, exported_root):
@@ -667,7 +322,7 @@ def test_multi_replica_splits_too_small_for_a_batch_raise(tiny_cube, exported_ro
     data.make_dataset(manifest, folder, "train", InputConfig(batch_size=8), True, 1, 1)  # one replica: fine
 
 
-# --- 9. MirroredStrategy over two logical CPUs ----------------------------------------------
+# --- MirroredStrategy over two logical CPUs ------------------------------------------------------
 
 
 def _tagged_json(output: str, tag: str) -> dict:
@@ -735,7 +390,7 @@ def test_mirrored_validation_uses_the_saved_batchnorm_statistics(mirrored):
     assert scores["as_trained"]["unpadded"]["loss"] == pytest.approx(scores["synced"]["unpadded"]["loss"], rel=1e-5)
 
 
-# --- 11. a killed run resumes -------------------------------------------------------------------
+# --- a killed run resumes ------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
