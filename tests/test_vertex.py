@@ -24,7 +24,7 @@ import pytest
 import tensorflow as tf
 import yaml
 
-from tests.helpers import make_config
+from tests.helpers import finish_runners, make_config
 from tf_landslide import export, model_folder, serving, storage, train_lib, vertex
 from tf_landslide import flags as landslide_flags
 from tf_landslide.cube import synthetic
@@ -446,20 +446,14 @@ def run_job(preset: str, bucket: Path, root: Path) -> dict:
                 process = subprocess.Popen(
                     [sys.executable, "-c", REPLICA, str(gpus), *args], cwd=work, env=env, stdout=log, stderr=log
                 )
-                process.log = log
+                process.log_file = log
                 processes.append(process)
-        for process in processes:
-            process.wait(timeout=TIMEOUT)
     finally:
-        for process in processes:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-            process.log.close()
+        outputs = finish_runners(processes, TIMEOUT)
     return {
         "pools": pools,
         "codes": [p.returncode for p in processes],
-        "outputs": [Path(p.log.name).read_text() for p in processes],
+        "outputs": outputs,
         "model": Path(base.removeprefix("file://")) / "model",
         "work": work,
         "scratch": sorted(root.glob("scratch-*")),
