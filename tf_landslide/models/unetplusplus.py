@@ -117,6 +117,65 @@ def _skip_tensors(backbone: keras.Model, skip_layers) -> list:
     ]
 
 
+def _encoder_features(backbone: str, input_shape, encoder_weights) -> tuple[keras.Model, list]:
+    """The segmentation-models encoder and its features, deepest first: /32, /16, /8, /4, /2.
+
+    That is smp's feature list after dropping the full-resolution input and reversing it.
+    """
+    encoder = sm.Backbones.get_backbone(
+        backbone,
+        input_shape=input_shape,
+        weights=encoder_weights,
+        include_top=False,
+        backend=keras.backend,
+        layers=keras.layers,
+        models=keras.models,
+        utils=keras.utils,
+    )
+    skip_layers = sm.Backbones.get_feature_layers(backbone, n=_N_SKIPS)
+    if len(skip_layers) != _N_SKIPS:
+        raise ValueError(f"backbone {backbone!r} has {len(skip_layers)} default skip layers, need {_N_SKIPS}")
+    return encoder, [encoder.output, *_skip_tensors(encoder, skip_layers)]
+
+
+def _nested_decoder(features: list, out_channels: dict[str, int], use_batchnorm: bool):
+    """smp's ``UnetPlusPlusDecoder``: the dense grid of nodes x_{d}_{l}, then the last node x_0_{depth}."""
+
+    def block(name, x, skip):
+        return _decoder_block(x, skip, out_channels[name], use_batchnorm, f"{DECODER_PREFIX}{name}")
+
+    depth = len(features) - 1  # 4
+    dense: dict[str, object] = {}
+    for layer_idx in range(depth):
+        for depth_idx in range(depth - layer_idx):
+            if layer_idx == 0:
+                name = f"x_{depth_idx}_{depth_idx}"
+                dense[name] = block(name, features[depth_idx], features[depth_idx + 1])
+            else:
+                dense_l = depth_idx + layer_idx
+                name = f"x_{depth_idx}_{dense_l}"
+                cat = [dense[f"x_{i}_{dense_l}"] for i in range(depth_idx + 1, dense_l + 1)]
+                cat.append(features[dense_l + 1])
+                skip = keras.layers.Concatenate(axis=-1, name=f"{DECODER_PREFIX}{name}_skips")(cat)
+                dense[name] = block(name, dense[f"x_{depth_idx}_{dense_l - 1}"], skip)
+    name = f"x_0_{depth}"
+    return block(name, dense[f"x_0_{depth - 1}"], None)
+
+
+def _head(x, classes: int, activation: str | None):
+    x = keras.layers.Conv2D(
+        classes,
+        3,
+        padding="same",
+        use_bias=True,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        name=f"{HEAD_PREFIX}conv",
+    )(x)
+    # float32 even under mixed_float16: sigmoid/softmax and the loss must not run in half precision.
+    return keras.layers.Activation(activation or "linear", dtype="float32", name=f"{HEAD_PREFIX}activation")(x)
+
+
 def build_unetplusplus(
     backbone: str = "resnet50",
     input_shape=(128, 128, 8),
@@ -145,57 +204,9 @@ def build_unetplusplus(
     decoder_filters = tuple(int(f) for f in decoder_filters)
     if len(decoder_filters) != _N_SKIPS + 1:
         raise ValueError(f"decoder_filters needs {_N_SKIPS + 1} widths (encoder depth 5), got {decoder_filters}")
-
-    encoder = sm.Backbones.get_backbone(
-        backbone,
-        input_shape=input_shape,
-        weights=encoder_weights,
-        include_top=False,
-        backend=keras.backend,
-        layers=keras.layers,
-        models=keras.models,
-        utils=keras.utils,
-    )
-    skip_layers = sm.Backbones.get_feature_layers(backbone, n=_N_SKIPS)
-    if len(skip_layers) != _N_SKIPS:
-        raise ValueError(f"backbone {backbone!r} has {len(skip_layers)} default skip layers, need {_N_SKIPS}")
-
-    # features[0] is the encoder output (/32), then /16, /8, /4, /2: smp's list after dropping the
-    # full-resolution input and reversing.
-    features = [encoder.output, *_skip_tensors(encoder, skip_layers)]
-    depth = len(features) - 1  # 4
-
+    encoder, features = _encoder_features(backbone, input_shape, encoder_weights)
     encoder_channels = [int(f.shape[-1]) for f in features[::-1]]
     out_channels = {k: v[2] for k, v in decoder_block_channels(encoder_channels, decoder_filters).items()}
-
-    def block(name, x, skip):
-        return _decoder_block(x, skip, out_channels[name], decoder_use_batchnorm, f"{DECODER_PREFIX}{name}")
-
-    dense: dict[str, object] = {}
-    for layer_idx in range(depth):
-        for depth_idx in range(depth - layer_idx):
-            if layer_idx == 0:
-                name = f"x_{depth_idx}_{depth_idx}"
-                dense[name] = block(name, features[depth_idx], features[depth_idx + 1])
-            else:
-                dense_l = depth_idx + layer_idx
-                name = f"x_{depth_idx}_{dense_l}"
-                cat = [dense[f"x_{i}_{dense_l}"] for i in range(depth_idx + 1, dense_l + 1)]
-                cat.append(features[dense_l + 1])
-                skip = keras.layers.Concatenate(axis=-1, name=f"{DECODER_PREFIX}{name}_skips")(cat)
-                dense[name] = block(name, dense[f"x_{depth_idx}_{dense_l - 1}"], skip)
-    name = f"x_0_{depth}"
-    x = block(name, dense[f"x_0_{depth - 1}"], None)
-
-    x = keras.layers.Conv2D(
-        classes,
-        3,
-        padding="same",
-        use_bias=True,
-        kernel_initializer="glorot_uniform",
-        bias_initializer="zeros",
-        name=f"{HEAD_PREFIX}conv",
-    )(x)
-    # float32 even under mixed_float16: sigmoid/softmax and the loss must not run in half precision.
-    x = keras.layers.Activation(activation or "linear", dtype="float32", name=f"{HEAD_PREFIX}activation")(x)
+    x = _nested_decoder(features, out_channels, decoder_use_batchnorm)
+    x = _head(x, classes, activation)
     return keras.Model(encoder.input, x, name=f"unetplusplus_{backbone}")
