@@ -398,7 +398,24 @@ def main(argv: list[str] | None = None) -> int:
     demo = write_demo_catalog(args.out_dir, args.size)
     print(f"catalog:   {demo.catalog}\ninventory: {demo.inventory}\nphase:     {demo.phase_dir}")
     print(f"AOI bbox (WGS84): {', '.join(f'{v:.6f}' for v in demo.aoi_bbox)}\nevent: {demo.event_time.isoformat()}")
+    print("build a cube from it:\n  " + " ".join(build_command(demo, "cubes/demo_event.zarr")))
     return 0
+
+
+def build_command(demo: DemoCatalog, out: str) -> list[str]:
+    """The cube builder's command line for the demo's area, event, inventory and phase products."""
+    return [
+        "python",
+        "-m",
+        "tf_landslide.cube.build",
+        f"--stac={demo.root}",
+        "--bbox=" + ",".join(f"{v:.6f}" for v in demo.aoi_bbox),
+        f"--event_start={demo.event_time:%Y-%m-%dT%H:%M:%SZ}",
+        "--event_name=demo",
+        f"--labels={demo.inventory}",
+        f"--phase_dir={demo.phase_dir}",
+        f"--out={out}",
+    ]
 
 
 if __name__ == "__main__":
