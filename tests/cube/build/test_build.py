@@ -55,7 +55,9 @@ def request_for(demo, out, **overrides) -> BuildRequest:
 @pytest.fixture(scope="module")
 def built(demo, tmp_path_factory):
     lines = []
-    path = build(request_for(demo, tmp_path_factory.mktemp("built") / "demo.zarr"), log=lines.append)
+    out = tmp_path_factory.mktemp("built") / "demo.zarr"
+    # The inventory doubles as the extraction mask: a mask is rasterised like the labels.
+    path = build(request_for(demo, out, extraction_mask=str(demo.inventory)), log=lines.append)
     return path, lines
 
 
@@ -155,7 +157,7 @@ class StopAfter:
 def test_a_stopped_build_resumes_where_it_stopped_and_gives_the_same_cube(demo, built, tmp_path):
     out = tmp_path / "resumed.zarr"
     with pytest.raises(KeyboardInterrupt):
-        build(request_for(demo, out), log=lambda _: None, progress=StopAfter)
+        build(request_for(demo, out, extraction_mask=str(demo.inventory)), log=lambda _: None, progress=StopAfter)
     assert not out.exists() and (tmp_path / "resumed.zarr.partial").is_dir()  # never a half cube at --out
     counted = []
 
@@ -166,7 +168,7 @@ def test_a_stopped_build_resumes_where_it_stopped_and_gives_the_same_cube(demo, 
             super().__init__(total, initial, unit)
             counted.append((initial, total))
 
-    build(request_for(demo, out), log=lambda _: None, progress=Count)
+    build(request_for(demo, out, extraction_mask=str(demo.inventory)), log=lambda _: None, progress=Count)
     planes = demo.spec.timesteps_per_orbit * 2 + xr.open_zarr(built[0]).sizes[schema.PAIR_DIM]
     assert counted == [(3, planes)]  # resumed after the three planes written, not from the start
     assert not (tmp_path / "resumed.zarr.partial").exists()
