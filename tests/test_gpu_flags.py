@@ -21,19 +21,35 @@ def exported_root(tiny_cube, tmp_path_factory):
     return root
 
 
-# The GPU flags alone and together (float32 runs: test_train_lib.py).
-COMBINATIONS = {
-    "mixed": {"mixed_precision": True},
-    "xla": {"jit_compile": True},
-    "xla_and_mixed": {"jit_compile": True, "mixed_precision": True},
-}
+def assert_evaluates_and_serves_float32(tiny_cube, exported_root, tmp_path, model_dir, savedmodel):
+    """The weights load into the model as evaluation and serving build it (UpSampling2D, float32),
+    evaluate, and the SavedModel serves float32 probabilities."""
+    model = model_folder.load_trained_model(str(model_dir), "last")
+    assert any(isinstance(layer, tf.keras.layers.UpSampling2D) for layer in model.layers)
+    assert {weight.dtype for weight in model.weights} == {tf.float32}
+    cfg = make_config(tiny_cube, tmp_path, records=exported_root / "records")
+    metrics = evaluate.evaluate(EvalConfig(export=cfg.export, input=cfg.input, model_dir=str(model_dir), panel_chips=2))
+    assert 0 < metrics["pr_auc"] <= 1
+    loaded = tf.saved_model.load(str(savedmodel))
+    probability = loaded.signatures[serving.SERVING_DEFAULT](channels=tf.ones([1, 32, 32, 8]))[serving.OUTPUT]
+    assert probability.dtype == tf.float32 and np.isfinite(probability.numpy()).all()
 
 
-@pytest.mark.parametrize("flags", COMBINATIONS.values(), ids=COMBINATIONS.keys())
-def test_a_run_killed_after_its_backup_resumes_evaluates_and_exports_float32(tiny_cube, exported_root, tmp_path, flags):
+def test_a_run_with_both_flags_killed_after_its_backup_resumes_evaluates_and_exports_float32(
+    tiny_cube, exported_root, tmp_path
+):
+    """Both flags at once, as the Vertex AI configs run on GPUs: the union of what each changes (the
+    loss-scale optimiser and the XLA model) through a kill and a resume."""
     savedmodel = tmp_path / "savedmodel"
     run = kill_and_resume(
-        tiny_cube, exported_root, tmp_path, "TensorBoard", epochs=3, savedmodel_dir=str(savedmodel), **flags
+        tiny_cube,
+        exported_root,
+        tmp_path,
+        "TensorBoard",
+        epochs=3,
+        savedmodel_dir=str(savedmodel),
+        jit_compile=True,
+        mixed_precision=True,
     )
     assert run.killed.code == -signal.SIGKILL, run.killed.output[-4000:]
     assert run.resumed_epochs == [3]
@@ -41,19 +57,25 @@ def test_a_run_killed_after_its_backup_resumes_evaluates_and_exports_float32(tin
     assert all(np.isfinite(float(row["loss"])) and 0 <= float(row["val_pr_auc"]) <= 1 for row in run.history)
     # The policy is the run's: what the caller builds next is float32 again.
     assert tf.keras.mixed_precision.global_policy().name == "float32"
-    if flags.get("mixed_precision"):  # the optimiser's dynamic loss scale is part of what the backup restores
-        assert any("loss_scale" in name for name in run.killed.backup_variables), run.killed.backup_variables
-    # The weights load into the model as evaluation and serving build it (UpSampling2D, float32) ...
-    model = model_folder.load_trained_model(run.model_dir, "last")
-    assert any(isinstance(layer, tf.keras.layers.UpSampling2D) for layer in model.layers)
-    assert {weight.dtype for weight in model.weights} == {tf.float32}
-    cfg = make_config(tiny_cube, tmp_path, records=exported_root / "records")
-    metrics = evaluate.evaluate(EvalConfig(export=cfg.export, input=cfg.input, model_dir=run.model_dir, panel_chips=2))
-    assert 0 < metrics["pr_auc"] <= 1
-    # ... and the SavedModel serves float32 probabilities.
-    loaded = tf.saved_model.load(str(savedmodel))
-    probability = loaded.signatures[serving.SERVING_DEFAULT](channels=tf.ones([1, 32, 32, 8]))[serving.OUTPUT]
-    assert probability.dtype == tf.float32 and np.isfinite(probability.numpy()).all()
+    # The optimiser's dynamic loss scale is part of what the backup restores.
+    assert any("loss_scale" in name for name in run.killed.backup_variables), run.killed.backup_variables
+    assert_evaluates_and_serves_float32(tiny_cube, exported_root, tmp_path, run.model_dir, savedmodel)
+
+
+@pytest.mark.parametrize("flags", [{"mixed_precision": True}, {"jit_compile": True}], ids=["mixed", "xla"])
+def test_each_flag_alone_trains_evaluates_and_exports_float32(tiny_cube, exported_root, tmp_path, flags):
+    """Each flag without the other (each once crashed alone): two epochs, validation included."""
+    from tf_landslide import train_lib
+
+    savedmodel = tmp_path / "savedmodel"
+    cfg = make_config(
+        tiny_cube, tmp_path, records=exported_root / "records", batch_size=2, savedmodel_dir=str(savedmodel), **flags
+    )
+    summary = train_lib.train(cfg)
+    assert summary["epochs"] == 2 and tf.keras.mixed_precision.global_policy().name == "float32"
+    history = model_folder.read_history(cfg.model_dir)
+    assert all(np.isfinite(float(row["loss"])) and 0 <= float(row["val_pr_auc"]) <= 1 for row in history)
+    assert_evaluates_and_serves_float32(tiny_cube, exported_root, tmp_path, cfg.model_dir, savedmodel)
 
 
 # --- --jit_compile: nearest upsampling XLA can differentiate ------------------------------------
