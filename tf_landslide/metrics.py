@@ -75,7 +75,9 @@ class PixelCurve:
         average_precision = float(np.sum(np.diff(np.concatenate([[0.0], recall])) * precision))
         fpr = np.concatenate([[0.0], fps / n_neg]) if n_neg else np.zeros(tps.size + 1)
         tpr = np.concatenate([[0.0], recall])
-        roc_auc = float(np.trapezoid(tpr, fpr)) if n_neg else float("nan")
+        # The trapezoid rule written out: np.trapezoid needs numpy 2, np.trapz is gone from it, and the
+        # package supports numpy 1.26 (as TensorFlow 2.21 does).
+        roc_auc = float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2)) if n_neg else float("nan")
         f1 = np.where(precision + recall > 0, 2 * precision * recall / np.maximum(precision + recall, 1e-300), 0.0)
         best = int(np.argmax(f1))
         # Pixels with score >= threshold are predicted landslide.
