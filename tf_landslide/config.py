@@ -153,5 +153,6 @@ class MapConfig:
     batch_size: int = 4
     threshold: float = 0.5
     min_area_m2: float = 0.0
-    outputs: tuple[str, ...] = ("geotiff", "zarr", "png", "geojson")
+    outputs: tuple[str, ...] = ("geotiff", "zarr", "png", "geojson", "html")
     overwrite: bool = False
+    basemap: str = ""  # the page's web base layer: '' = none (the page works offline), 'osm' or an XYZ URL

@@ -202,7 +202,15 @@ flags.DEFINE_string("map_dir", "", "Where predict.py writes the map ('' = <model
 flags.DEFINE_integer("map_window", 512, "Window size (pixels, a multiple of 32) slid over the scene.")
 flags.DEFINE_integer("map_overlap", 128, "Overlap of neighbouring windows (pixels, a multiple of 4).")
 flags.DEFINE_integer("map_batch_size", 4, "Windows predicted at once.")
-flags.DEFINE_list("map_outputs", "geotiff,zarr,png,geojson", "Map outputs to write: geotiff, zarr, png, geojson.")
+flags.DEFINE_list(
+    "map_outputs", "geotiff,zarr,png,geojson,html", "Map outputs to write: geotiff, zarr, png, geojson, html."
+)
+flags.DEFINE_string(
+    "map_basemap",
+    "",
+    "The map page's web base layer: '' = none (the page then loads nothing from the network), 'osm' "
+    "(OpenStreetMap) or an XYZ tile URL with {z}, {x} and {y}.",
+)
 flags.DEFINE_float("min_area_m2", 0.0, "GeoJSON polygons smaller than this area (m2) are left out.")
 
 
@@ -342,6 +350,7 @@ def map_config(values=FLAGS, environ: Mapping[str, str] | None = None) -> MapCon
         min_area_m2=values.min_area_m2,
         outputs=tuple(values.map_outputs),
         overwrite=values.overwrite,
+        basemap=values.map_basemap,
     )
 
 

@@ -29,12 +29,13 @@ from tf_landslide.maps.tiling import Tiling, blend
 
 log = logging.getLogger("tf_landslide.maps")
 
-MAP_OUTPUTS = ("geotiff", "zarr", "png", "geojson")
+MAP_OUTPUTS = ("geotiff", "zarr", "png", "geojson", "html")
 FILES = {
     "geotiff": "probability.tif",
     "zarr": "probability.zarr",
     "png": "quicklook.png",
     "geojson": "landslides.geojson",
+    "html": "index.html",  # with overlay.png and lib/ beside it (maps/page.py)
 }
 SUMMARY = "map.json"
 BACKDROPS = ("vv_after", "vh_after", "dem")  # the quick-look's grey layer, first one the model has
@@ -86,6 +87,10 @@ def make_map(cfg: MapConfig, predictor=None, cube: xr.Dataset | None = None) -> 
     unknown = sorted(set(cfg.outputs) - set(MAP_OUTPUTS))
     if unknown:
         raise MapError(f"--map_outputs: unknown {unknown}; choose from {list(MAP_OUTPUTS)}")
+    if "html" in cfg.outputs:
+        from tf_landslide.maps import page  # folium takes most of a second to import: only for a page
+
+        page.check_basemap(cfg.basemap)
     tiling = Tiling(cfg.window, cfg.overlap)
     manifest = model_folder.read_manifest(cfg.model_dir)
     trained = manifest["config"]
@@ -239,12 +244,38 @@ def _summary(
     }
 
 
+def _title(scene: Scene) -> str:
+    """The run's configuration, the cube and the event, to title the quick-look and the page."""
+    cube = os.path.basename(scene.location.rstrip("/"))
+    return f"{scene.config.name} on {cube}, event {scene.event.as_dict()['start']}"
+
+
 def _save_quicklook(cfg: MapConfig, scene: Scene, writers: _Writers, staging: str) -> None:
     """Save the quick-look PNG, titled with the run's configuration, the cube and the event."""
-    title = (
-        f"{scene.config.name} on {os.path.basename(scene.location.rstrip('/'))}, event {scene.event.as_dict()['start']}"
+    path = os.path.join(staging, FILES["png"])
+    writers.quicklook.save(path, _title(scene), writers.backdrop or "none", cfg.threshold)
+
+
+def _write_page(cfg: MapConfig, scene: Scene, writers: _Writers, georef: dict, staging: str) -> dict:
+    """The interactive page from the open probability raster, the traced polygons and the
+    quick-look's labels; none for a cube without a CRS (a web map could not place it)."""
+    from tf_landslide.maps import page
+
+    if not georef["crs_wkt"]:
+        log.warning("no %s: the cube carries no CRS, so the map cannot be placed on a web map", FILES["html"])
+        return {"skipped": "the cube carries no CRS"}
+    quicklook = writers.quicklook
+    return page.write_page(
+        staging,
+        writers.raster.dataset,
+        georef,
+        labels=np.concatenate(quicklook.labels) if quicklook.labels else None,
+        labels_step=quicklook.step,
+        polygons_path=os.path.join(staging, FILES["geojson"]),
+        threshold=cfg.threshold,
+        basemap=cfg.basemap,
+        title=f"Landslide map: {_title(scene)}",
     )
-    writers.quicklook.save(os.path.join(staging, FILES["png"]), title, writers.backdrop or "none", cfg.threshold)
 
 
 def _scores(scores: outputs.SceneScores, threshold: float) -> dict:
@@ -270,20 +301,29 @@ def _write_map(cfg: MapConfig, tiling: Tiling, manifest: dict, scene: Scene, pre
         counts = blend(read_rows, predictor, tiling, height, width, cfg.batch_size, writers.emit)
         mapped = time.perf_counter() - started
         found = writers.regions.regions()
-        traced = _trace(cfg, found, writers.raster, georef, staging) if "geojson" in cfg.outputs else None
+        # The page shows the polygons: they are traced for it even when the GeoJSON is not kept.
+        traced = _trace(cfg, found, writers.raster, georef, staging) if {"geojson", "html"} & set(cfg.outputs) else None
+        shown = _write_page(cfg, scene, writers, georef, staging) if "html" in cfg.outputs else None
     except BaseException:
         writers.raster.close(keep=False)
         raise
     writers.raster.close(keep="geotiff" in cfg.outputs)
     summary = _summary(cfg, tiling, scene, georef, same_cube, counts, found, mapped)
-    if traced is not None:
+    if "geojson" in cfg.outputs:
         summary["geojson"] = traced
+    elif traced is not None:
+        os.remove(os.path.join(staging, FILES["geojson"]))
+    outputs = list(cfg.outputs)
+    if shown is not None:
+        summary["page"] = shown
+        if "skipped" in shown:
+            outputs.remove("html")
     if "png" in cfg.outputs:
         _save_quicklook(cfg, scene, writers, staging)
     if writers.scores is not None:
         summary["scores"] = _scores(writers.scores, cfg.threshold)
     summary["seconds"] = round(time.perf_counter() - started, 2)
-    summary["outputs"] = {name: FILES[name] for name in cfg.outputs}
+    summary["outputs"] = {name: FILES[name] for name in outputs}
     return summary
 
 
