@@ -16,6 +16,7 @@ import types
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 import zarr
 
@@ -105,6 +106,42 @@ def make_config(cube, root, batch_size=4, epochs=2, split_fractions=None, record
 def read_history(model_dir) -> list[dict]:
     with open(Path(model_dir) / "history.csv") as handle:
         return list(csv.DictReader(handle))
+
+
+# --- maps without a trained model -----------------------------------------------------------------
+
+
+def map_run_dir(tiny_cube: str, root: Path) -> Path:
+    """A run folder holding an export's manifest (the tiny cube, vv_vh_dem_t2): enough for maps
+    made with a stand-in predictor (``dem_model``)."""
+    from tf_landslide import export
+
+    manifest = export.export(tiny_export_config(tiny_cube, root / "records"))
+    (root / "run").mkdir()
+    (root / "run" / "manifest.json").write_text(json.dumps(manifest))
+    return root / "run"
+
+
+def dem_model(manifest: dict):
+    """A stand-in model whose probability is a known function of each pixel's raw DEM (``dem_probability``)."""
+    dem = manifest["channels"].index("dem")
+    return lambda windows: dem_probability(windows[..., dem])
+
+
+def dem_probability(dem):
+    """What ``dem_model`` predicts for a pixel of elevation ``dem``."""
+    return 1.0 / (1.0 + np.exp(-(dem - 250.0) / 40.0))
+
+
+def make_tiny_map(cube: str, run_dir: Path, out, **overrides) -> dict:
+    """A map of ``cube`` by ``dem_model`` with 64-pixel windows (``overrides``: MapConfig's fields)."""
+    from tf_landslide.config import MapConfig
+    from tf_landslide.maps import scene_map
+
+    settings = {"window": 64, "overlap": 16, **overrides}
+    cfg = MapConfig(cube=CubeConfig(cube=cube), model_dir=str(run_dir), map_dir=str(out), **settings)
+    manifest = json.loads((Path(run_dir) / "manifest.json").read_text())
+    return scene_map.make_map(cfg, predictor=dem_model(manifest))
 
 
 # --- training in a subprocess --------------------------------------------------------------------

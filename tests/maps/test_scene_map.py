@@ -12,8 +12,8 @@ import pytest
 import rasterio
 import xarray as xr
 
-from tests.helpers import tiny_export_config
-from tf_landslide import export, model_folder
+from tests.helpers import dem_probability, make_tiny_map, map_run_dir
+from tf_landslide import model_folder
 from tf_landslide.config import CubeConfig, MapConfig, ModelConfig
 from tf_landslide.cube import schema
 from tf_landslide.cube.channels import resolve_channel_config
@@ -26,13 +26,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def run_dir(tiny_cube, tmp_path_factory):
-    """A run folder holding an export's manifest (the tiny cube, vv_vh_dem_t2): enough for maps
-    made with a stand-in predictor."""
-    root = tmp_path_factory.mktemp("map_run")
-    manifest = export.export(tiny_export_config(tiny_cube, root / "records"))
-    (root / "run").mkdir()
-    (root / "run" / "manifest.json").write_text(json.dumps(manifest))
-    return root / "run"
+    return map_run_dir(tiny_cube, tmp_path_factory.mktemp("map_run"))
 
 
 @pytest.fixture(scope="module")
@@ -40,28 +34,15 @@ def manifest(run_dir):
     return json.loads((run_dir / "manifest.json").read_text())
 
 
-def dem_model(manifest):
-    """A stand-in model whose probability is a known function of each pixel's raw DEM."""
-    dem = manifest["channels"].index("dem")
-    return lambda windows: 1.0 / (1.0 + np.exp(-(windows[..., dem] - 250.0) / 40.0))
-
-
 def expected(cube):
     ds = open_cube(cube)
-    return 1.0 / (1.0 + np.exp(-(ds["dem"].values.astype(np.float32) - 250.0) / 40.0)), ds
-
-
-def make(tiny_cube, run_dir, out, **overrides):
-    settings = {"window": 64, "overlap": 16, **overrides}
-    cfg = MapConfig(cube=CubeConfig(cube=tiny_cube), model_dir=str(run_dir), map_dir=str(out), **settings)
-    manifest = json.loads((run_dir / "manifest.json").read_text())
-    return scene_map.make_map(cfg, predictor=dem_model(manifest))
+    return dem_probability(ds["dem"].values.astype(np.float32)), ds
 
 
 @pytest.fixture(scope="module")
 def mapped(tiny_cube, run_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("maps") / "map"
-    return make(tiny_cube, run_dir, out), out
+    return make_tiny_map(tiny_cube, run_dir, out), out
 
 
 def test_the_geotiff_is_a_cog_on_the_cubes_grid_with_each_pixel_in_place(mapped, tiny_cube):
@@ -119,16 +100,16 @@ def test_an_existing_map_stays_unless_overwrite_is_given(mapped, tiny_cube, run_
     _, out = mapped
     before = (out / "map.json").read_text()
     with pytest.raises(scene_map.MapError, match="--overwrite"):
-        make(tiny_cube, run_dir, out)
+        make_tiny_map(tiny_cube, run_dir, out)
     assert (out / "map.json").read_text() == before
-    make(tiny_cube, run_dir, out, overwrite=True, outputs=("png",))
+    make_tiny_map(tiny_cube, run_dir, out, overwrite=True, outputs=("png",))
     assert sorted(p.name for p in out.iterdir()) == ["map.json", "quicklook.png"]
 
 
 def test_a_cube_without_labels_is_mapped_without_scores(tiny_cube, run_dir, tmp_path):
     unlabelled = tmp_path / "new_event.zarr"
     open_cube(tiny_cube).drop_vars(schema.LABEL_VARIABLE).to_zarr(unlabelled, zarr_format=2, consolidated=True)
-    summary = make(str(unlabelled), run_dir, tmp_path / "map", outputs=("geotiff", "geojson"))
+    summary = make_tiny_map(str(unlabelled), run_dir, tmp_path / "map", outputs=("geotiff", "geojson"))
     assert "scores" not in summary
     assert summary["geojson"]["polygons"] > 0
 
@@ -143,7 +124,7 @@ def test_a_cube_without_labels_is_mapped_without_scores(tiny_cube, run_dir, tmp_
 )
 def test_bad_requests_are_clear_errors(tiny_cube, run_dir, tmp_path, overrides, message):
     with pytest.raises(ValueError, match=message):
-        make(tiny_cube, run_dir, tmp_path / "map", **overrides)
+        make_tiny_map(tiny_cube, run_dir, tmp_path / "map", **overrides)
     assert not (tmp_path / "map").exists()
 
 
@@ -229,12 +210,12 @@ def test_a_map_to_a_url_is_uploaded_with_its_summary_last(tiny_cube, run_dir, mo
     uploads = []
     original = storage.put_file
     monkeypatch.setattr(storage, "put_file", lambda local, path: (uploads.append(path), original(local, path)))
-    summary = make(tiny_cube, run_dir, "memory://maps/tiny", outputs=("geotiff", "zarr"))
+    summary = make_tiny_map(tiny_cube, run_dir, "memory://maps/tiny", outputs=("geotiff", "zarr"))
     assert uploads[-1] == "memory://maps/tiny/map.json" and summary["map_dir"] == "memory://maps/tiny"
     assert storage.exists("memory://maps/tiny/probability.tif")
     assert storage.exists("memory://maps/tiny/probability.zarr/probability/.zarray")
     with pytest.raises(scene_map.MapError, match="--overwrite"):
-        make(tiny_cube, run_dir, "memory://maps/tiny")
+        make_tiny_map(tiny_cube, run_dir, "memory://maps/tiny")
     storage.remove_tree("memory://maps")
 
 
