@@ -1,6 +1,7 @@
-"""Helpers shared by several test modules: zarr-python's version, the tiny export and run configs, the
-training subprocess (``RUNNER``) and a run killed and resumed. Imports without TensorFlow (.ci/oldest
-collects the cube tests in a venv without it): what needs TensorFlow imports it where it runs."""
+"""Helpers shared by several test modules: zarr-python's version, the tiny export and run configs, maps
+by a stand-in model, the training subprocess (``RUNNER``) and a run killed and resumed. Imports without
+TensorFlow (.ci/oldest collects the cube tests in a venv without it): what needs TensorFlow imports it
+where it runs."""
 
 import csv
 import dataclasses

@@ -72,6 +72,7 @@ class Visit:
         self.context.on("request", lambda request: self.requests.append(request.url))
         self.context.route(re.compile(r"^https?://"), lambda route: self._answer(route, tile))
         self.page = self.context.new_page()
+        self.page.set_default_timeout(10_000)  # a broken page fails in seconds, not Playwright's 30
         self.page.on("pageerror", lambda error: self.errors.append(str(error)))
         self.page.goto((folder / page.PAGE).as_uri(), wait_until="load")
 
@@ -82,12 +83,15 @@ class Visit:
         else:
             route.abort()
 
-    def screen_point(self, lon: float, lat: float) -> tuple[int, int]:
-        """Where a place is on the screenshot, as Leaflet draws it."""
+    def screen_point(self, lon: float, lat: float, centre: bool = False) -> tuple[int, int]:
+        """Where a place is on the screen, as Leaflet draws it (``centre``: after panning the
+        map to put it in the middle, away from the controls in the corners)."""
         x, y = self.page.evaluate(
-            f"([lat, lon]) => {{ const map = {FIND_MAP}; const p = map.latLngToContainerPoint([lat, lon]);"
+            f"([lat, lon, centre]) => {{ const map = {FIND_MAP};"
+            " if (centre) map.setView([lat, lon], map.getZoom(), {animate: false});"
+            " const p = map.latLngToContainerPoint([lat, lon]);"
             " const box = map.getContainer().getBoundingClientRect(); return [box.left + p.x, box.top + p.y]; }",
-            [lat, lon],
+            [lat, lon, centre],
         )
         on_top = "([x, y]) => !!document.elementFromPoint(x, y).closest('.leaflet-control')"
         covered = self.page.evaluate(on_top, [x, y])
@@ -156,24 +160,26 @@ def test_the_overlay_shows_the_probability_in_the_colormaps_colours(visit, offli
     assert natural_width == summary["page"]["overlay_pixels"][1]
     visit.show_only_the_overlay_at_full_opacity(summary["threshold"])
     spots = places(out)
-    points = {name: visit.screen_point(lon, lat) for name, (lon, lat, *_) in spots.items()}
-    shot = visit.screenshot()
-    value, distance = overlay_value(shot[points["high"][1], points["high"][0]])
-    assert distance <= 6, f"not a colour of the overlay at the high place: {shot[points['high'][::-1]]}"
+    x, y = visit.screen_point(*spots["high"][:2], centre=True)
+    colour = visit.screenshot()[y, x]
+    value, distance = overlay_value(colour)
+    assert distance <= 6, f"{colour} at the high place is not a colour of the overlay"
     least, most = spots["high"][2:]
     assert least - 1 / 254 <= value <= most + 1 / 254
     background = visit.page.evaluate(f"() => getComputedStyle({FIND_MAP}.getContainer()).backgroundColor")
     clear = [int(v) for v in re.findall(r"\d+", background)[:3]]
-    assert shot[points["low"][1], points["low"][0]].tolist() == clear  # transparent below CLEAR_BELOW
+    x, y = visit.screen_point(*spots["low"][:2], centre=True)
+    assert visit.screenshot()[y, x].tolist() == clear  # transparent below CLEAR_BELOW
 
 
 def test_a_click_on_a_polygon_opens_its_area_and_probabilities(visit, offline_map):
     from shapely.geometry import shape
 
     _, out = offline_map
-    largest = json.loads((out / "landslides.geojson").read_text())["features"][0]
+    features = json.loads((out / "landslides.geojson").read_text())["features"]
+    largest = max(features, key=lambda feature: feature["properties"]["area_m2"])
     inside = shape(largest["geometry"]).representative_point()
-    visit.page.mouse.click(*visit.screen_point(inside.x, inside.y))
+    visit.page.mouse.click(*visit.screen_point(inside.x, inside.y, centre=True))
     popup = visit.page.wait_for_selector(".leaflet-popup-content", timeout=5000).inner_text()
     for key, alias in page.POPUP_FIELDS.items():
         value = largest["properties"][key]
@@ -199,7 +205,9 @@ def test_a_base_layer_is_requested_and_drawn_under_the_overlay(browser, tiny_cub
         assert web and all(url.startswith(TILES.split("{")[0]) for url in web), web
         visit.show_only_the_overlay_at_full_opacity(summary["threshold"])
         lon, lat, *_ = places(offline_map[1])["low"]
-        x, y = visit.screen_point(lon, lat)
+        x, y = visit.screen_point(lon, lat, centre=True)
+        tiles = "Array.from(document.querySelectorAll('img.leaflet-tile'))"
+        visit.page.wait_for_function(f"() => {tiles}.length > 0 && {tiles}.every(tile => tile.complete)")
         assert tuple(visit.screenshot()[y, x]) == TILE_COLOUR  # the overlay is clear there: the tile shows
     finally:
         visit.close()
@@ -212,11 +220,28 @@ def test_a_base_layer_the_page_cannot_use_is_refused_before_mapping(tiny_cube, r
     assert not (tmp_path / "map").exists()
 
 
+def test_a_map_without_polygons_still_has_a_page(tiny_cube, run_dir, tmp_path):
+    summary = make_tiny_map(tiny_cube, run_dir, tmp_path / "map", threshold=0.999, outputs=("html",))
+    assert summary["regions_above_threshold"] == 0 and summary["page"]["polygons"] == 0
+    assert summary["outputs"] == {"html": page.PAGE} and (tmp_path / "map" / page.OVERLAY).exists()
+
+
+def test_a_cube_without_a_crs_gets_no_page_and_the_summary_says_why(tiny_cube, run_dir, tmp_path):
+    from tf_landslide.cube.open import open_cube
+
+    no_crs = tmp_path / "no_crs.zarr"
+    open_cube(tiny_cube).drop_vars("spatial_ref").to_zarr(no_crs, zarr_format=2, consolidated=True)
+    summary = make_tiny_map(str(no_crs), run_dir, tmp_path / "map", outputs=("geotiff", "html"))
+    assert summary["page"] == {"skipped": "the cube carries no CRS"} and "html" not in summary["outputs"]
+    assert not (tmp_path / "map" / page.PAGE).exists()
+
+
 def test_the_vendored_files_are_package_data():
     """A non-editable install carries only the files setup.cfg declares."""
     setup = configparser.ConfigParser()
     setup.read(REPO / "setup.cfg")
-    patterns = setup["options.package_data"]["tf_landslide.maps"].split()
+    patterns = [p for p in re.split(r"[,\n]", setup["options.package_data"]["tf_landslide.maps"]) if p.strip()]
+    patterns = [p.strip() for p in patterns]
     package = page.STATIC.parent
     for path in page.STATIC.rglob("*"):
         if path.is_file():

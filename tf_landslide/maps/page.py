@@ -34,10 +34,11 @@ COLORMAP = "inferno"  # the quick-look's
 OPACITY = 0.8  # the overlay's at first; the page's slider changes it
 LABEL_COLOUR = "cyan"  # the quick-look's outline of the labels
 POLYGON_COLOUR = "#1e90ff"
+LEGEND_STYLE = ".legend.leaflet-control {background: rgba(255, 255, 255, 0.85); border-radius: 4px}"
 OVERLAY_LAYER, LABELS_LAYER = "probability", "mapped landslides (labels)"  # names in the layer switcher
 # Leaflet places an image overlay by projecting its corners and stretching the image linearly
 # between them in Web Mercator: only an image on a Web Mercator grid lines up everywhere (one on
-# a longitude/latitude grid drifts by tens of metres mid-scene at Hokkaido's latitude).
+# a longitude/latitude grid would be tens of metres off mid-scene for a scene 50 km tall at 43 N).
 MERCATOR = "EPSG:3857"
 POPUP_FIELDS = {
     "id": "landslide",
@@ -117,27 +118,27 @@ def label_outlines(labels: np.ndarray, transform: list[float], step: int, crs_wk
     """The labels (every ``step``-th pixel of the cube's, as the quick-look keeps them) as WGS 84
     polygons: the page outlines them at the overlay's detail, not the cube's."""
     from affine import Affine
-    from rasterio import features
+    from rasterio.features import shapes
 
     from tf_landslide.maps.polygons import to_wgs84
 
     mask = labels.astype(bool)
     grid = Affine(*transform) @ Affine.scale(step)
-    geometries = [g for g, _ in features.shapes(mask.astype(np.uint8), mask=mask, connectivity=8, transform=grid)]
+    geometries = [g for g, _ in shapes(mask.astype(np.uint8), mask=mask, connectivity=8, transform=grid)]
     features = [{"type": "Feature", "properties": {}, "geometry": g} for g in to_wgs84(geometries, crs_wkt)]
     return {"type": "FeatureCollection", "features": features}
 
 
 def simplified(collection: dict, tolerance: float) -> dict:
     """``collection``'s polygons within ``tolerance`` degrees of their outlines (Douglas-Peucker,
-    kept valid), vertices on a 1e-6 degree grid (about 0.1 m). The page draws the vectors at the
+    kept valid), vertices on a 1e-5 degree grid (about 1 m). The page draws the vectors at the
     overlay's detail, which keeps a large scene's page small; landslides.geojson keeps the exact
     pixel outlines, and the popups the exact areas and probabilities."""
     import shapely
     from shapely.geometry import mapping, shape
 
     geometries = np.array([shape(feature["geometry"]) for feature in collection["features"]], dtype=object)
-    geometries = shapely.set_precision(shapely.simplify(geometries, tolerance, preserve_topology=True), 1e-6)
+    geometries = shapely.set_precision(shapely.simplify(geometries, tolerance, preserve_topology=True), 1e-5)
     features = [{**f, "geometry": mapping(g)} for f, g in zip(collection["features"], geometries, strict=True)]
     return {**collection, "features": features}
 
@@ -224,7 +225,8 @@ def build_map(
     """The folium map: base layer (if any), overlay, labels, polygons, legend, opacity slider and
     layer switcher, its JavaScript and CSS taken from ``lib/`` beside the page."""
     # Canvas rather than SVG: a scene's thousands of polygons stay quick to pan and zoom.
-    page = folium.Map(location=None, tiles=None, prefer_canvas=True, control_scale=True)
+    # zoomSnap: the scene fills the window at the first view, not only at whole zoom levels.
+    page = folium.Map(location=None, tiles=None, prefer_canvas=True, control_scale=True, zoom_snap=0.25)
     # folium's defaults load Leaflet, jQuery, Bootstrap and Font Awesome from CDNs; the page uses Leaflet alone.
     page.default_js, page.default_css = [("leaflet", LEAFLET_JS)], [("leaflet_css", LEAFLET_CSS)]
     page.get_root().title = title
@@ -243,6 +245,8 @@ def build_map(
     if polygons and polygons["features"]:
         _polygon_layer(polygons, threshold).add_to(page)
     legend().add_to(page)
+    # branca's colour bar has no background: its ticks would be lost over the overlay or a base layer.
+    page.get_root().header.add_child(folium.Element(f"<style>{LEGEND_STYLE}</style>"), name="legend_style")
     OpacitySlider(overlay, OPACITY).add_to(page)
     folium.LayerControl(collapsed=False).add_to(page)
     page.fit_bounds(overlay_bounds)
