@@ -1,8 +1,10 @@
 """Map landslides over a whole cube with a trained model: a cloud-optimised GeoTIFF and a Zarr
-of probabilities, a PNG quick-look, GeoJSON polygons, and whole-scene scores when the cube has labels.
+of probabilities, a PNG quick-look, GeoJSON polygons, an interactive page (index.html, offline
+unless --map_basemap), and whole-scene scores when the cube has labels.
 
 python predict.py --flagfile=configs/vv_vh_dem_t1.flags [--model_dir=DIR] [--cube=PATH_OR_URL --event=NAME]
-                  [--map_dir=DIR] [--map_window=512] [--map_overlap=128] [--threshold=0.5] [--overwrite]
+                  [--map_dir=DIR] [--map_window=512] [--map_overlap=128] [--threshold=0.5] [--map_basemap=osm]
+                  [--overwrite]
 """
 
 import os
