@@ -22,7 +22,7 @@ LAYERS = [
     ("models", ["models"]),
     ("model folder", ["model_folder"]),
     ("serving", ["serving"]),
-    ("training", ["distribution", "optimizer", "callbacks", "train_lib"]),
+    ("training", ["distribution", "optimizer", "callbacks", "operating_point", "train_lib"]),
     ("evaluation, maps, study", ["evaluate", "maps", "study"]),
     ("entry points", ["flags", "cube.check", "vertex"]),
 ]

@@ -78,3 +78,57 @@ def test_binned_curve_equals_sklearn_on_the_rounded_scores_and_is_close_on_the_r
     assert binned.summary()["pr_auc"] == pytest.approx(average_precision_score(labels, rounded), abs=1e-9)
     assert binned.summary()["pr_auc"] == pytest.approx(average_precision_score(labels, scores), abs=1e-3)
     assert binned.summary()["pixels"] == labels.size
+
+
+# --- the operating threshold ----------------------------------------------------------------------
+
+
+def brute_force(labels, scores, rule):
+    """Every distinct score as a threshold, the rule applied by its definition."""
+    rows = []
+    for t in np.unique(scores):
+        predicted = scores >= t
+        tp = np.sum(predicted & labels)
+        precision, recall = tp / max(predicted.sum(), 1), tp / labels.sum()
+        rows.append((float(t), precision, recall, f1_score(labels, predicted)))
+    kind, _, value = rule.partition(":")
+    if kind == "best_f1":
+        return max(rows, key=lambda r: (r[3], -r[0]))[0]  # ties: the highest threshold, as argmax over falling ones
+    if kind == "recall":
+        return max(t for t, p, r, f in rows if r >= float(value))
+    return min(t for t, p, r, f in rows if p >= float(value))
+
+
+@pytest.mark.parametrize("rule", ["best_f1", "recall:0.9", "recall:0.5", "precision:0.6", "precision:0.3"])
+def test_the_operating_point_is_the_threshold_its_rule_defines(rule):
+    scores, labels = _scores(3, n=4_000, ties=True)
+    curve = PixelCurve()
+    curve.update(scores, labels)
+    chosen = curve.operating_point(rule)
+    assert chosen["threshold"] == pytest.approx(brute_force(labels, scores, rule))
+    predicted = scores >= chosen["threshold"]
+    assert chosen["recall"] == pytest.approx(np.sum(predicted & labels) / labels.sum())
+    assert chosen["precision"] == pytest.approx(np.sum(predicted & labels) / predicted.sum())
+    assert chosen["rule"] == rule
+
+
+def test_best_f1_of_the_operating_point_is_the_summarys():
+    scores, labels = _scores(4, n=3_000)
+    curve = PixelCurve()
+    curve.update(scores, labels)
+    assert curve.operating_point()["threshold"] == curve.summary()["best_f1_threshold"]
+
+
+@pytest.mark.parametrize("rule", ["best", "recall", "recall:0", "recall:1.5", "precision:x", "best_f1:1"])
+def test_bad_rules_name_the_forms(rule):
+    curve = PixelCurve()
+    curve.update(np.array([0.2, 0.8], np.float32), np.array([0, 1], bool))
+    with pytest.raises(ValueError, match="best_f1, recall:R or precision:P"):
+        curve.operating_point(rule)
+
+
+def test_a_precision_no_threshold_reaches_is_an_error_not_a_guess():
+    curve = PixelCurve()
+    curve.update(np.array([0.9, 0.8, 0.1], np.float32), np.array([0, 1, 0], bool))
+    with pytest.raises(ValueError, match="no threshold reaches precision 0.9"):
+        curve.operating_point("precision:0.9")

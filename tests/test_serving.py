@@ -318,6 +318,7 @@ def test_provenance_names_what_the_export_was_made_from(export_dir, trained, man
     np.testing.assert_array_equal(np.float32(provenance["normalisation"]["mean_used"]), mean)
     np.testing.assert_array_equal(np.float32(provenance["normalisation"]["std_used"]), std)
     assert provenance["self_check_max_abs_error"] <= serving.SELF_CHECK_ATOL
+    assert provenance["operating_threshold"] == model_folder.read_threshold(trained.model_dir)  # the run's choice
 
 
 def _sine_model(frequency: float, n_channels: int):

@@ -124,6 +124,7 @@ class TrainConfig:
     tensorboard_dir: str = ""  # '' = <model_dir>/logs
     checkpoint_dir: str = ""  # '' = <model_dir>/backup (BackupAndRestore)
     savedmodel_dir: str = ""  # the chief exports a SavedModel here after training ('' = none)
+    threshold_rule: str = "best_f1"  # how the operating threshold is chosen on the val split (operating_point)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,7 +135,7 @@ class EvalConfig:
     input: InputConfig = InputConfig()
     model_dir: str = "runs/model"
     split: str = "test"
-    threshold: float = 0.5
+    threshold: float | None = None  # None: the run's operating threshold (model_folder.operating_threshold)
     checkpoint: str = "best"  # 'best' (validation PR-AUC) or 'last'
     panel_chips: int = 8
 
@@ -151,7 +152,7 @@ class MapConfig:
     window: int = 512
     overlap: int = 128
     batch_size: int = 4
-    threshold: float = 0.5
+    threshold: float | None = None  # None: the run's operating threshold (model_folder.operating_threshold)
     min_area_m2: float = 0.0
     outputs: tuple[str, ...] = ("geotiff", "zarr", "png", "geojson", "html")
     overwrite: bool = False

@@ -86,8 +86,10 @@ def evaluate(cfg: EvalConfig) -> dict:
     model = model_folder.load_trained_model(cfg.model_dir, cfg.checkpoint)
     dataset = data.make_dataset(manifest, folder, cfg.split, cfg.input, training=False)
     curve, panel = _predict(model, dataset, cfg.panel_chips)
-    metrics = curve.summary(cfg.threshold)
+    threshold, threshold_source = model_folder.operating_threshold(cfg.model_dir, cfg.threshold)
+    metrics = curve.summary(threshold)
     metrics.update(
+        threshold_source=threshold_source,
         config=config.name,
         split=cfg.split,
         chips=manifest["splits"][cfg.split]["chips"],
@@ -99,5 +101,5 @@ def evaluate(cfg: EvalConfig) -> dict:
     storage.makedirs(out)
     storage.write_json(storage.join(out, model_folder.EVAL_METRICS), metrics)
     _plot(curve, metrics, panel, config.name, cfg.split, out)
-    _log_metrics(config.name, cfg.split, cfg.threshold, metrics)
+    _log_metrics(config.name, cfg.split, threshold, metrics)
     return metrics

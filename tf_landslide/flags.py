@@ -17,7 +17,7 @@ from collections.abc import Mapping
 
 from absl import flags
 
-from tf_landslide import chips, records
+from tf_landslide import chips, metrics, records
 from tf_landslide.config import (
     ARCHITECTURES,
     ENCODER_WEIGHTS,
@@ -193,7 +193,29 @@ flags.DEFINE_bool("jit_compile", False, "XLA-compile the train step (GPUs).")
 
 # --- evaluation --------------------------------------------------------------------------
 flags.DEFINE_enum("split_to_evaluate", "test", list(chips.SPLITS), "Split that eval.py evaluates.")
-flags.DEFINE_float("threshold", 0.5, "Probability above which a pixel is called a landslide (IoU, precision, recall).")
+flags.DEFINE_float(
+    "threshold",
+    None,
+    "Probability at and above which a pixel is called a landslide (IoU, precision, recall, polygons, maps). "
+    "Default: the run's operating threshold, chosen on the validation split after training (--threshold_rule).",
+)
+flags.DEFINE_string(
+    "threshold_rule",
+    "best_f1",
+    "How training chooses the operating threshold on the validation split: best_f1, recall:R (the highest "
+    "threshold finding R of the landslide pixels) or precision:P (the lowest threshold at precision P).",
+)
+
+
+def _rule_is_valid(rule: str) -> bool:
+    try:
+        metrics.parse_threshold_rule(rule)
+    except ValueError:
+        return False
+    return True
+
+
+flags.register_validator("threshold_rule", _rule_is_valid, "give best_f1, recall:R or precision:P (0 < R, P <= 1)")
 flags.DEFINE_enum("checkpoint", "best", ["best", "last"], "Model to evaluate: best validation PR-AUC, or last epoch.")
 flags.DEFINE_integer("panel_chips", 8, "Chips in the predicted-vs-ground-truth figure.")
 
@@ -321,6 +343,7 @@ def train_config(values=FLAGS, cluster: str = "", environ: Mapping[str, str] | N
         tensorboard_dir=from_environment("tensorboard_dir", values, environ),
         checkpoint_dir=from_environment("checkpoint_dir", values, environ),
         savedmodel_dir=model_dir if export_savedmodel(values, environ) else "",
+        threshold_rule=values.threshold_rule,
     )
 
 

@@ -98,6 +98,38 @@ class PixelCurve:
             "iou": float(tp / (tp + fp + fn)) if tp + fp + fn else 0.0,
         }
 
+    def operating_point(self, rule: str = "best_f1") -> dict:
+        """The threshold ``rule`` picks on this curve, with its precision, recall and F1.
+
+        ``best_f1``: the threshold of the highest F1; ``recall:R``: the highest threshold whose
+        recall is at least R (the fewest false alarms that still find that share of landslide
+        pixels); ``precision:P``: the lowest threshold whose precision is at least P (the most
+        landslide pixels found at that precision). Pixels scoring >= the threshold are landslide.
+        """
+        kind, target = parse_threshold_rule(rule)
+        c = self.curve()
+        tps, fps = c["tps"].astype(np.float64), c["fps"].astype(np.float64)
+        if not tps.size or tps[-1] == 0:
+            raise ValueError("no positive pixel among the evaluated labels: no threshold can be chosen")
+        precision, recall = tps / (tps + fps), tps / tps[-1]
+        f1 = np.where(precision + recall > 0, 2 * precision * recall / np.maximum(precision + recall, 1e-300), 0.0)
+        if kind == "best_f1":
+            at = int(np.argmax(f1))
+        elif kind == "recall":
+            at = int(np.argmax(recall >= target))  # thresholds fall as the index grows: the first is the highest
+        else:
+            reaching = np.flatnonzero(precision >= target)
+            if not reaching.size:
+                raise ValueError(f"no threshold reaches precision {target:g} (the best is {precision.max():.3f})")
+            at = int(reaching[-1])
+        return {
+            "threshold": float(c["thresholds"][at]),
+            "rule": rule,
+            "precision": float(precision[at]),
+            "recall": float(recall[at]),
+            "f1": float(f1[at]),
+        }
+
     def pr_points(self) -> tuple[np.ndarray, np.ndarray]:
         """(recall, precision) at every distinct threshold, for plotting."""
         c = self.curve()
@@ -126,3 +158,21 @@ class BinnedPixelCurve(PixelCurve):
         seen = np.flatnonzero(self._positive_counts + self._negative_counts)
         self._scores = (seen / self._bins).astype(np.float32)
         self._positives, self._negatives = self._positive_counts[seen], self._negative_counts[seen]
+
+
+THRESHOLD_RULES = ("best_f1", "recall:R", "precision:P")
+
+
+def parse_threshold_rule(rule: str) -> tuple[str, float]:
+    """``best_f1``, ``recall:0.8`` or ``precision:0.8`` as (kind, target); ValueError names the forms."""
+    kind, _, value = rule.partition(":")
+    if kind == "best_f1" and not value:
+        return kind, 0.0
+    if kind in ("recall", "precision"):
+        try:
+            target = float(value)
+        except ValueError:
+            target = -1.0
+        if 0.0 < target <= 1.0:
+            return kind, target
+    raise ValueError(f"threshold rule {rule!r}: give best_f1, recall:R or precision:P with 0 < R, P <= 1")

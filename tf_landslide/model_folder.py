@@ -9,6 +9,7 @@ files and reads them back (training, evaluation, serving, maps and the study ask
       best_weights.h5      the layers' weights at the best validation PR-AUC, and at the last
       last_weights.h5      epoch (the architecture is rebuilt from train_config.json)
       train_summary.json   written once the run has finished
+      threshold.json       the operating threshold chosen on the validation split, and how
       logs/  backup/       TensorBoard events and BackupAndRestore's state (unless elsewhere)
       eval/                eval.py's metrics.json and plots
       map/                 predict.py's map (unless --map_dir)
@@ -27,6 +28,9 @@ from tf_landslide.config import ModelConfig, TrainConfig
 
 TRAIN_CONFIG, MANIFEST, FLAGS = "train_config.json", "manifest.json", "flags.txt"
 HISTORY, SUMMARY = "history.csv", "train_summary.json"
+THRESHOLD = "threshold.json"
+# What maps, evaluation and serving fall back to for a run that chose no threshold (an older run).
+DEFAULT_THRESHOLD = 0.5
 # Weights only: the architecture is rebuilt from train_config.json, which loads in a moment
 # where a .keras archive of a ResNet-50 U-Net with its optimizer state is slow to load. Plain
 # ".h5" names on purpose: tf-keras writes "*.weights.h5" files with the optimizer's slots too
@@ -121,3 +125,25 @@ def load_trained_model(model_dir: str | os.PathLike, which: str = "best", size: 
     with storage.local_input(weights) as local:
         model.load_weights(local)
     return model
+
+
+def write_threshold(model_dir: str, chosen: dict) -> None:
+    """The run's operating threshold (``metrics.PixelCurve.operating_point``'s dict, with the split)."""
+    storage.write_json(path(model_dir, THRESHOLD), chosen)
+
+
+def read_threshold(model_dir: str | os.PathLike) -> dict | None:
+    """The run's operating threshold, or None when it chose none."""
+    where = path(model_dir, THRESHOLD)
+    return storage.read_json(where) if storage.exists(where) else None
+
+
+def operating_threshold(model_dir: str | os.PathLike, given: float | None) -> tuple[float, str]:
+    """The threshold to cut probabilities at, and where it comes from: ``given`` (a flag) wins, then
+    the run's own choice, then DEFAULT_THRESHOLD."""
+    if given is not None:
+        return float(given), "--threshold"
+    chosen = read_threshold(model_dir)
+    if chosen is not None:
+        return float(chosen["threshold"]), f"the run's ({chosen['rule']} on the {chosen['split']} split)"
+    return DEFAULT_THRESHOLD, f"the default {DEFAULT_THRESHOLD:g} (the run chose none)"

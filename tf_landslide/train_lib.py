@@ -24,7 +24,7 @@ import time
 
 import tensorflow as tf
 
-from tf_landslide import callbacks, data, distribution, export, model_folder, models, serving, storage
+from tf_landslide import callbacks, data, distribution, export, model_folder, models, operating_point, serving, storage
 from tf_landslide.config import TrainConfig
 from tf_landslide.cube.channels import resolve_channel_config
 from tf_landslide.distribution import cluster_workers, is_chief
@@ -75,6 +75,10 @@ def train(cfg: TrainConfig, flags_text: str = "") -> dict:
     finished = _finished_run(cfg, chief)
     if finished is not None:
         log.info("%s already holds this finished run: nothing to do (--overwrite trains again)", cfg.model_dir)
+        chosen = model_folder.read_threshold(cfg.model_dir) if chief else None
+        # A run from before thresholds, or one asked for another rule: choosing needs no training.
+        if chief and (chosen is None or chosen.get("asked") != cfg.threshold_rule):
+            operating_point.choose(cfg.model_dir, *ensure_records(cfg), cfg.input, cfg.threshold_rule)
         _export_savedmodel(cfg, chief)
         return finished
     manifest, folder = ensure_records(cfg)
@@ -84,7 +88,10 @@ def train(cfg: TrainConfig, flags_text: str = "") -> dict:
         tf.config.experimental.enable_op_determinism()
     with dtype_policy(cfg):
         summary = _train(cfg, chief, manifest, folder, flags_text)
-    # After the run's policy: the served model computes in float32 whatever trained it.
+    # After the run's policy: the threshold is chosen, and the served model computes, in float32
+    # whatever trained it; the SavedModel carries the threshold.
+    if chief:
+        operating_point.choose(cfg.model_dir, manifest, folder, cfg.input, cfg.threshold_rule)
     _export_savedmodel(cfg, chief)
     return summary
 
@@ -204,7 +211,8 @@ def _export_savedmodel(cfg: TrainConfig, chief: bool) -> None:
 def _run_identity(saved: dict) -> dict:
     """What makes two runs (as saved in train_config.json) the same run: not where they
     write or how they were launched."""
-    where = ("cluster", "tensorboard_dir", "checkpoint_dir", "model_dir", "savedmodel_dir")
+    # The threshold rule too: it is applied after training, to weights it does not change.
+    where = ("cluster", "tensorboard_dir", "checkpoint_dir", "model_dir", "savedmodel_dir", "threshold_rule")
     identity = {k: v for k, v in saved.items() if k not in where}
     identity["export"] = {
         k: v

@@ -237,3 +237,17 @@ def test_a_map_that_fails_midway_leaves_the_earlier_map_and_no_partial_files(map
         scene_map.make_map(cfg, predictor=failing)
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
     assert not list(out.parent.glob("*.partial-*"))
+
+
+def test_the_map_cuts_at_the_runs_threshold_unless_one_is_given(tiny_cube, run_dir, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    model_folder.write_threshold(str(run), {"threshold": 0.8, "rule": "best_f1", "asked": "best_f1", "split": "val"})
+    summary = make_tiny_map(tiny_cube, run, tmp_path / "runs", outputs=("geojson",))
+    assert summary["threshold"] == 0.8 and summary["threshold_source"] == "the run's (best_f1 on the val split)"
+    given = make_tiny_map(tiny_cube, run, tmp_path / "given", outputs=("geojson",), threshold=0.3)
+    assert given["threshold"] == 0.3 and given["threshold_source"] == "--threshold"
+    # A lower cut finds at least the area of a higher one: the threshold reached the polygons.
+    assert given["area_above_threshold_m2"] > summary["area_above_threshold_m2"]

@@ -92,6 +92,8 @@ def make_map(cfg: MapConfig, predictor=None, cube: xr.Dataset | None = None) -> 
 
         page.check_basemap(cfg.basemap)
     tiling = Tiling(cfg.window, cfg.overlap)
+    threshold, threshold_source = model_folder.operating_threshold(cfg.model_dir, cfg.threshold)
+    cfg = dataclasses.replace(cfg, threshold=threshold)
     manifest = model_folder.read_manifest(cfg.model_dir)
     trained = manifest["config"]
     if cfg.config and cfg.config != trained["name"]:
@@ -110,6 +112,7 @@ def make_map(cfg: MapConfig, predictor=None, cube: xr.Dataset | None = None) -> 
         shutil.rmtree(staging, ignore_errors=True)  # an earlier map in ``out`` stays as it was
         raise
     summary["map_dir"] = storage.absolute(out)
+    summary["threshold_source"] = threshold_source
     with open(os.path.join(staging, SUMMARY), "w") as handle:
         json.dump(summary, handle, indent=1)
     _publish(staging, out)
@@ -332,8 +335,8 @@ def describe(summary: dict, out: str) -> str:
     lines = [
         f"map of {summary['config']} written to {out} in {summary['seconds']:.1f} s "
         f"({summary['tiling']['windows']} windows of {summary['tiling']['window']} px)",
-        f"  {summary['regions_above_threshold']} regions >= {summary['threshold']:g}, "
-        f"{summary['area_above_threshold_m2'] / 1e6:.3f} km2",
+        f"  {summary['regions_above_threshold']} regions >= {summary['threshold']:.3g} "
+        f"({summary['threshold_source']}), {summary['area_above_threshold_m2'] / 1e6:.3f} km2",
     ]
     scores = summary.get("scores")
     if scores:

@@ -82,6 +82,9 @@ def provenance(model_dir: str, which: str, manifest: dict, version: int | None, 
         "weights_file": storage.basename(weights),
         "weights_sha256": storage.sha256(weights),
         "self_check_max_abs_error": self_check,
+        # Where a client should cut the probabilities: the run's choice on its validation split.
+        "operating_threshold": model_folder.read_threshold(model_dir)
+        or {"threshold": model_folder.DEFAULT_THRESHOLD, "rule": "default", "note": "the run chose none"},
         "signatures": _signatures(manifest),
         "tf_landslide_version": tf_landslide.__version__,
         "tensorflow_version": tf.__version__,
