@@ -91,6 +91,22 @@ def study_figure(rows: list[dict], path: str | os.PathLike) -> None:
     _save(fig, path, dpi=120)
 
 
+# Where the map and the labels agree and differ, in colours told apart with the common kinds of
+# colour blindness (Okabe-Ito): found, missed, and called where nothing was mapped.
+OUTCOMES = {1: ("hit", "#009E73"), 2: ("miss", "#E69F00"), 3: ("false alarm", "#CC79A7")}
+
+
+def outcomes(probability: np.ndarray, labels: np.ndarray, threshold: float) -> np.ndarray:
+    """0 (agreed background or no prediction), 1 hit, 2 miss, 3 false alarm, per pixel."""
+    called = probability >= threshold  # NaN (no prediction) is never called
+    mapped = labels.astype(bool)
+    codes = np.zeros(probability.shape, np.uint8)
+    codes[called & mapped] = 1
+    codes[~called & mapped & np.isfinite(probability)] = 2
+    codes[called & ~mapped] = 3
+    return codes
+
+
 def scene_quicklook(
     probability: np.ndarray,
     backdrop: np.ndarray | None,
@@ -100,22 +116,35 @@ def scene_quicklook(
     threshold: float,
     path: str | os.PathLike,
 ) -> None:
-    """A whole-scene map: probabilities over a grey backdrop (the post-event VV when the model
-    has it), transparent where low, the mapped labels outlined."""
+    """A whole-scene map over a grey backdrop (the post-event VV when the model has it): where the
+    cube has labels, hits, misses and false alarms at ``threshold`` in three colours with a legend;
+    otherwise the probabilities, clear where low."""
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
+
     plt = _pyplot()
     height, width = probability.shape
     fig, ax = plt.subplots(figsize=(8, 8 * height / width + 0.8))
     if backdrop is not None and np.isfinite(backdrop).any():
         low, high = np.nanpercentile(backdrop, [2, 98])
         ax.imshow(backdrop, cmap="gray", vmin=low, vmax=high, interpolation="nearest")
-    shown = np.ma.masked_where(~(probability >= 0.1), probability)  # NaN and low values stay clear
-    image = ax.imshow(shown, cmap="inferno", vmin=0, vmax=1, alpha=0.75, interpolation="nearest")
-    if labels is not None and labels.any():
-        ax.contour(labels.astype(np.float32), levels=[0.5], colors="cyan", linewidths=0.6)
+    if labels is not None:
+        codes = outcomes(probability, labels, threshold)
+        colours = ListedColormap([OUTCOMES[code][1] for code in sorted(OUTCOMES)])
+        ax.imshow(np.ma.masked_equal(codes, 0), cmap=colours, vmin=0.5, vmax=3.5, interpolation="nearest")
+        counts = {code: int(np.sum(codes == code)) for code in OUTCOMES}
+        legend = [
+            Patch(color=colour, label=f"{name} ({counts[code]:,} px)") for code, (name, colour) in OUTCOMES.items()
+        ]
+        ax.legend(handles=legend, loc="lower right", fontsize="small", framealpha=0.85)
+        subtitle = f"backdrop: {backdrop_name}; against the cube's labels"
+    else:
+        shown = np.ma.masked_where(~(probability >= 0.1), probability)  # NaN and low values stay clear
+        image = ax.imshow(shown, cmap="inferno", vmin=0, vmax=1, alpha=0.75, interpolation="nearest")
+        fig.colorbar(image, ax=ax, fraction=0.035, pad=0.02, label="landslide probability")
+        subtitle = f"backdrop: {backdrop_name}"
     ax.set_xticks([])
     ax.set_yticks([])
-    subtitle = f"backdrop: {backdrop_name}" + ("; cyan: mapped landslides" if labels is not None else "")
-    ax.set_title(f"{title}\n{subtitle}; pixels >= {threshold:g} are called landslide", fontsize="small")
-    fig.colorbar(image, ax=ax, fraction=0.035, pad=0.02, label="landslide probability")
+    ax.set_title(f"{title}\n{subtitle}; landslide where probability >= {threshold:.3g}", fontsize="small")
     fig.tight_layout()
     _save(fig, path, dpi=150)
