@@ -80,3 +80,22 @@ def test_eval_cli_writes_metrics_json(trained, tiny_cube):
     assert metrics["checkpoint"] == "last"
     missing = subprocess.run(command[:-1] + ["--model_dir=/nonexistent"], cwd=REPO, capture_output=True, text=True)
     assert missing.returncode == 2 and "no trained model" in missing.stderr
+
+
+def test_the_model_card_states_the_runs_data_recipe_metrics_threshold_and_limits(trained):
+    from tf_landslide import data, model_card, model_folder
+
+    metrics = evaluate.evaluate(EvalConfig(export=trained.export, input=trained.input, model_dir=trained.model_dir))
+    eval_dir = Path(trained.model_dir) / "eval"
+    card = (eval_dir / model_card.CARD).read_text()
+    manifest, _ = data.load_manifest(trained.export.records_dir, trained.export.config)
+    assert card.startswith("# Model card: unet / resnet18 on vv_vh_dem_t2")
+    for split, info in manifest["splits"].items():
+        assert f"| {split} | {info['chips']} | {info['positive_fraction']:.3f} |" in card
+    assert f"| PR-AUC (average precision) | {metrics['pr_auc']:.4f} |" in card
+    assert f"| {metrics['positive_fraction']:.4f} |" in card  # the baseline beside it
+    threshold = model_folder.read_threshold(trained.model_dir)
+    assert f"probability >= {threshold['threshold']:.3f}, chosen by `best_f1` on the val split" in card
+    for image in ("pr_curve.png", "predictions.png"):
+        assert f"]({image})" in card and (eval_dir / image).exists()  # links that resolve beside the card
+    assert "not calibrated across events" in card and all(limit in card for limit in model_card.TRAINING_LIMITS)

@@ -23,7 +23,7 @@ LAYERS = [
     ("model folder", ["model_folder"]),
     ("serving", ["serving"]),
     ("training", ["distribution", "optimizer", "callbacks", "operating_point", "train_lib"]),
-    ("evaluation, maps, study", ["evaluate", "maps", "study"]),
+    ("evaluation, maps, study", ["model_card", "evaluate", "maps", "study"]),
     ("entry points", ["flags", "cube.check", "vertex"]),
 ]
 

@@ -6,7 +6,7 @@ import logging
 
 import numpy as np
 
-from tf_landslide import data, model_folder, plots, storage
+from tf_landslide import data, model_card, model_folder, plots, storage
 from tf_landslide.config import EvalConfig
 from tf_landslide.cube.channels import resolve_channel_config
 from tf_landslide.metrics import PixelCurve
@@ -78,7 +78,7 @@ def _log_metrics(name: str, split: str, threshold: float, metrics: dict) -> None
 
 
 def evaluate(cfg: EvalConfig) -> dict:
-    """Write ``<model_dir>/eval/{metrics.json, pr_curve.png, predictions.png}``; return the metrics."""
+    """Write ``<model_dir>/eval/{metrics.json, pr_curve.png, predictions.png, model_card.md}``; return the metrics."""
     config = resolve_channel_config(cfg.export.config, cfg.export.channels, cfg.export.timesteps)
     manifest, folder = data.load_manifest(cfg.export.records_dir, config.name)
     data.check_manifest(manifest, config.name, config.channels, cfg.export.chip_size)
@@ -101,5 +101,6 @@ def evaluate(cfg: EvalConfig) -> dict:
     storage.makedirs(out)
     storage.write_json(storage.join(out, model_folder.EVAL_METRICS), metrics)
     _plot(curve, metrics, panel, config.name, cfg.split, out)
+    model_card.write(cfg.model_dir, metrics, out)
     _log_metrics(config.name, cfg.split, threshold, metrics)
     return metrics
