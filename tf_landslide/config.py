@@ -146,6 +146,7 @@ class MapConfig:
 
     cube: CubeConfig
     model_dir: str = "runs/model"
+    saved_model: str = ""  # a SavedModel to map with instead of the run in model_dir (maps/saved_model.py)
     config: str = ""  # the flags' --config, checked against the run's; '' = the run's
     checkpoint: str = "best"
     map_dir: str = ""  # '' = <model_dir>/map

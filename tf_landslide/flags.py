@@ -221,6 +221,12 @@ flags.DEFINE_integer("panel_chips", 8, "Chips in the predicted-vs-ground-truth f
 
 # --- full-scene maps (predict.py) --------------------------------------------------------------
 flags.DEFINE_string("map_dir", "", "Where predict.py writes the map ('' = <model_dir>/map).")
+flags.DEFINE_string(
+    "saved_model",
+    "",
+    "Map with this SavedModel (export_savedmodel.py's version folder, or a Vertex AI model folder) instead of "
+    "the run in --model_dir: channels, normalisation and threshold come from its assets; needs --map_dir.",
+)
 flags.DEFINE_integer("map_window", 512, "Window size (pixels, a multiple of 32) slid over the scene.")
 flags.DEFINE_integer("map_overlap", 128, "Overlap of neighbouring windows (pixels, a multiple of 4).")
 flags.DEFINE_integer("map_batch_size", 4, "Windows predicted at once.")
@@ -366,6 +372,7 @@ def map_config(values=FLAGS, environ: Mapping[str, str] | None = None) -> MapCon
         config=values.config if _explicit(values, "config") else "",
         checkpoint=values.checkpoint,
         map_dir=values.map_dir,
+        saved_model=values.saved_model,
         window=values.map_window,
         overlap=values.map_overlap,
         batch_size=values.map_batch_size,

@@ -24,7 +24,7 @@ from tf_landslide.cube import planes, schema
 from tf_landslide.cube.channels import resolve_channel_config
 from tf_landslide.cube.open import check_labels
 from tf_landslide.cube.scene import Scene, cube_location, georeference, is_same_cube, open_scene, pixel_area
-from tf_landslide.maps import outputs, polygons
+from tf_landslide.maps import outputs, polygons, saved_model
 from tf_landslide.maps.tiling import Tiling, blend
 
 log = logging.getLogger("tf_landslide.maps")
@@ -60,6 +60,21 @@ def keras_predictor(model_dir: str, checkpoint: str, manifest: dict, window: int
     return lambda windows: predict(windows).numpy()
 
 
+def _model(cfg: MapConfig, window: int) -> tuple[dict, float, str, object]:
+    """What the map takes from the model: the manifest (channels, normalisation), the threshold and
+    where it comes from, and a function that loads the predictor; from a run's folder or, with
+    ``cfg.saved_model``, from the SavedModel alone."""
+    if cfg.saved_model:
+        if not cfg.map_dir:
+            raise MapError("--saved_model needs --map_dir: a map is not written into the model's folder")
+        manifest = saved_model.model_inputs(cfg.saved_model)
+        threshold, source = saved_model.operating_threshold(cfg.saved_model, cfg.threshold)
+        return manifest, threshold, source, lambda: saved_model.saved_model_predictor(cfg.saved_model)
+    manifest = model_folder.read_manifest(cfg.model_dir)
+    threshold, source = model_folder.operating_threshold(cfg.model_dir, cfg.threshold)
+    return manifest, threshold, source, lambda: keras_predictor(cfg.model_dir, cfg.checkpoint, manifest, window)
+
+
 def _output_dir(cfg: MapConfig) -> str:
     out = cfg.map_dir or model_folder.path(cfg.model_dir, model_folder.MAP)
     if storage.exists(out) and not cfg.overwrite:
@@ -92,19 +107,18 @@ def make_map(cfg: MapConfig, predictor=None, cube: xr.Dataset | None = None) -> 
 
         page.check_basemap(cfg.basemap)
     tiling = Tiling(cfg.window, cfg.overlap)
-    threshold, threshold_source = model_folder.operating_threshold(cfg.model_dir, cfg.threshold)
+    manifest, threshold, threshold_source, model_predictor = _model(cfg, tiling.window)
     cfg = dataclasses.replace(cfg, threshold=threshold)
-    manifest = model_folder.read_manifest(cfg.model_dir)
     trained = manifest["config"]
     if cfg.config and cfg.config != trained["name"]:
         raise MapError(
-            f"--config={cfg.config} but {cfg.model_dir} was trained on {trained['name']}: "
-            f"use the run's flagfile ({model_folder.path(cfg.model_dir, model_folder.FLAGS)}) or another --model_dir"
+            f"--config={cfg.config} but {cfg.saved_model or cfg.model_dir} was trained on {trained['name']}: "
+            "use the run's flagfile or leave --config out"
         )
     config = resolve_channel_config(trained["name"], manifest["channels"], trained["timesteps"])
     scene = open_scene(cube_location(cfg.cube) if cube is None else cube, cfg.cube, config, need_labels=False)
     out = _output_dir(cfg)
-    predictor = predictor or keras_predictor(cfg.model_dir, cfg.checkpoint, manifest, tiling.window)
+    predictor = predictor or model_predictor()
     staging = storage.staging_beside(out)
     try:
         summary = _write_map(cfg, tiling, manifest, scene, predictor, staging)
@@ -228,8 +242,11 @@ def _summary(
 ) -> dict:
     """map.json's description of the map, its inputs and what it found."""
     return {
-        "model_dir": storage.absolute(cfg.model_dir),
-        "checkpoint": cfg.checkpoint,
+        **(
+            {"saved_model": storage.absolute(cfg.saved_model)}
+            if cfg.saved_model
+            else {"model_dir": storage.absolute(cfg.model_dir), "checkpoint": cfg.checkpoint}
+        ),
         "config": scene.config.name,
         "channels": list(scene.config.channels),
         "cube": scene.location,
@@ -237,7 +254,7 @@ def _summary(
         "event": scene.event.as_dict(),
         "orbit": scene.acquisitions.orbit,
         "acquisitions": _acquisition_times(scene),
-        "normalisation": "from the training run's manifest",
+        "normalisation": "in the SavedModel's graph" if cfg.saved_model else "from the training run's manifest",
         "georeference": georef,
         "tiling": {"window": tiling.window, "overlap": tiling.overlap, "stride": tiling.stride, **counts},
         "threshold": cfg.threshold,
