@@ -1,5 +1,6 @@
 """SavedModel export for TF Serving: parity with the Keras model, signatures, requests, versions."""
 
+import base64
 import json
 import logging
 import os
@@ -14,7 +15,7 @@ import tensorflow as tf
 from tensorflow.core.framework import types_pb2
 
 from tests.helpers import tiny_export_config
-from tf_landslide import data, model_folder, records, serving, train_lib
+from tf_landslide import data, float16, model_folder, records, serving, train_lib
 from tf_landslide.config import InputConfig, ModelConfig, TrainConfig
 from tf_landslide.serving import assets, check
 
@@ -243,6 +244,7 @@ def test_rest_bodies_are_json_of_the_signatures_shape_and_missing_values_travel(
         _strict_json(body)
     parsed = json.loads(body)
     assert parsed["signature_name"] == "serving_default" and set(parsed) == {"signature_name", "instances"}
+    assert set(json.loads(serving.rest_request_body(chips, signature_name=None))) == {"instances"}  # Vertex's predict
     instances = np.asarray(parsed["instances"], np.float32)
     assert spec.is_compatible_with(tf.TensorSpec(instances.shape, tf.float32))
     np.testing.assert_array_equal(instances, chips)  # float32 values round-trip exactly, NaN included
@@ -280,6 +282,57 @@ def test_grpc_predict_request_carries_the_chip(loaded, raw_chips, test_records):
     assert examples.model_spec.signature_name == "predict_examples"
     assert examples.inputs["examples"].dtype == types_pb2.DT_STRING
     assert [d.size for d in examples.inputs["examples"].tensor_shape.dim] == [3]
+
+
+def _as_tf_serving_reads(body: str) -> tuple[str, list[bytes]]:
+    """The signature and the strings TF Serving's REST API makes of a row-form body for a signature
+    whose one input is a string (tensorflow_serving/util/json_tensor.cc, FillTensorMapFromInstancesList):
+    an instance is the input's value, or an object naming the input; a value that is an object with the
+    single key "b64" is base64-decoded."""
+    parsed = _strict_json(body)  # strict JSON too: missing values travel inside the records
+
+    def value(item):
+        assert isinstance(item, dict) and set(item) == {"b64"} and isinstance(item["b64"], str), item
+        return base64.b64decode(item["b64"], validate=True)
+
+    strings = []
+    for instance in parsed["instances"]:
+        if set(instance) != {"b64"}:
+            assert set(instance) == {serving.INPUT_EXAMPLES}, "an object must name the signature's one input"
+            instance = instance[serving.INPUT_EXAMPLES]
+        strings.append(value(instance))
+    return parsed.get("signature_name", serving.SERVING_DEFAULT), strings
+
+
+def test_b64_examples_body_carries_the_records_and_predicts_like_serving_default(loaded, raw_chips, manifest):
+    names, dtype = tuple(manifest["channels"]), manifest["records"]["dtype"]
+    # The test chips came from float16 records: moved off float16's grid, as a new scene's values are.
+    chips = raw_chips[:3] + np.random.default_rng(4).normal(0, 0.01, raw_chips[:3].shape).astype(np.float32)
+    assert dtype == "float16" and np.isnan(chips).any() and (chips.astype(dtype) != chips).mean() > 0.9
+    examples = serving.chip_examples(chips, names, dtype)
+    signature, received = _as_tf_serving_reads(serving.rest_examples_body(examples))
+    assert signature == serving.PREDICT_EXAMPLES and received == examples
+
+    # The records hold the chips rounded as the export rounds them (float16.round_half), NaN kept.
+    features = [tf.train.Example.FromString(record).features.feature for record in received]
+    assert {key for feature in features for key in feature} == {
+        records.IMAGE,
+        records.SHAPE,
+        records.CHANNELS,
+        records.DTYPE,
+    }
+    image = np.stack([np.frombuffer(f[records.IMAGE].bytes_list.value[0], "<f2") for f in features])
+    exported = np.empty(chips.shape[::-1], np.float16)  # round_half takes channels first
+    float16.round_half(np.ascontiguousarray(chips.T), exported)
+    np.testing.assert_array_equal(image.view(np.uint16), exported.T.reshape(len(chips), -1).view(np.uint16))
+
+    from_body = loaded.signatures[signature](examples=tf.constant(received))[serving.OUTPUT].numpy()
+    rounded = image.reshape(chips.shape).astype(np.float32)
+    np.testing.assert_allclose(from_body, serve(loaded, rounded), rtol=0, atol=1e-6)
+    # Rounding aside, the same prediction as the float32 chips: float16's error is far below the model's scale.
+    np.testing.assert_allclose(from_body, serve(loaded, chips), rtol=0, atol=1e-2)
+    with pytest.raises(ValueError, match="the record dtypes are"):
+        serving.chip_examples(chips, names, "bfloat16")
 
 
 # --- 5. warm-up, provenance, versions ------------------------------------------------------------

@@ -15,6 +15,9 @@ Feature keys (one place only; the reader's spec below is built from the same nam
 * ``chip/row``, ``chip/col``: top-left pixel of the chip in the scene grid;
   ``chip/origin``: float64 bytes (x, y) of the chip's top-left corner in the cube's CRS.
 * ``split``: 'train' | 'val' | 'test'; ``chip/positives``: landslide pixel count.
+
+``encode_example`` writes all of them; ``encode_image_example`` only the first four, for chips sent
+to a served model (its ``predict_examples`` signature reads those).
 """
 
 from __future__ import annotations
@@ -89,34 +92,23 @@ def _raw(array: np.ndarray, dtype) -> np.ndarray:
     return np.ascontiguousarray(array, dtype).reshape(-1).view(np.uint8)
 
 
-def encode_example_pieces(
-    image: np.ndarray,
-    label: np.ndarray,
-    channels: tuple[str, ...],
-    row: int,
-    col: int,
-    origin: tuple[float, float],
-    split: str,
-) -> list:
-    """``encode_example`` as pieces to write in order: header ``bytes`` and, uncopied, the image
-    and label as flat uint8 arrays (each a view of its input when that is contiguous)."""
+def _image_features(image: np.ndarray, channels: tuple[str, ...]) -> dict:
+    """The features that carry a chip's values: ``image``, ``shape``, ``channels`` and ``dtype``, each
+    as pieces (the image uncopied)."""
     if image.dtype.name not in RECORD_DTYPES:
         raise ValueError(f"image dtype {image.dtype} is not one of {RECORD_DTYPES}")
-    h, w, c = image.shape
-    if label.shape != (h, w) or c != len(channels):
-        raise ValueError(f"label {label.shape} / channels {len(channels)} do not match image {image.shape}")
-    features = {
+    if image.ndim != 3 or image.shape[2] != len(channels):
+        raise ValueError(f"image {image.shape} is not [H, W, C] with C = {len(channels)} channels {channels}")
+    return {
         IMAGE: _field_pieces(1, _field_pieces(1, [_raw(image, image.dtype.newbyteorder("<"))])),
-        LABEL: _field_pieces(1, _field_pieces(1, [_raw(label, np.uint8)])),
-        SHAPE: [_int64_feature([h, w, c])],
+        SHAPE: [_int64_feature(image.shape)],
         CHANNELS: [_bytes_feature([name.encode() for name in channels])],
         DTYPE: [_bytes_feature([image.dtype.name.encode()])],
-        ROW: [_int64_feature([row])],
-        COL: [_int64_feature([col])],
-        ORIGIN: [_bytes_feature([np.asarray(origin, "<f8").tobytes()])],
-        SPLIT: [_bytes_feature([split.encode()])],
-        POSITIVES: [_int64_feature([int(np.count_nonzero(label))])],
     }
+
+
+def _example_pieces(features: dict) -> list:
+    """A tf.train.Example of ``features`` (key -> the pieces of its Feature), keys sorted, as pieces."""
     entries = []
     for key in sorted(features):
         entries += _field_pieces(1, [_field(1, key.encode()), *_field_pieces(2, features[key])])
@@ -131,6 +123,33 @@ def encode_example_pieces(
     return [*pieces, b"".join(run)]
 
 
+def encode_example_pieces(
+    image: np.ndarray,
+    label: np.ndarray,
+    channels: tuple[str, ...],
+    row: int,
+    col: int,
+    origin: tuple[float, float],
+    split: str,
+) -> list:
+    """``encode_example`` as pieces to write in order: header ``bytes`` and, uncopied, the image
+    and label as flat uint8 arrays (each a view of its input when that is contiguous)."""
+    features = _image_features(image, channels)
+    if label.shape != image.shape[:2]:
+        raise ValueError(f"label {label.shape} does not match image {image.shape}")
+    features.update(
+        {
+            LABEL: _field_pieces(1, _field_pieces(1, [_raw(label, np.uint8)])),
+            ROW: [_int64_feature([row])],
+            COL: [_int64_feature([col])],
+            ORIGIN: [_bytes_feature([np.asarray(origin, "<f8").tobytes()])],
+            SPLIT: [_bytes_feature([split.encode()])],
+            POSITIVES: [_int64_feature([int(np.count_nonzero(label))])],
+        }
+    )
+    return _example_pieces(features)
+
+
 def encode_example(
     image: np.ndarray,
     label: np.ndarray,
@@ -142,6 +161,13 @@ def encode_example(
 ) -> bytes:
     """Serialise one chip: ``image`` [H, W, C] in its record dtype, ``label`` [H, W] uint8."""
     return b"".join(encode_example_pieces(image, label, channels, row, col, origin, split))
+
+
+def encode_image_example(image: np.ndarray, channels: tuple[str, ...]) -> bytes:
+    """Serialise a chip to predict, not to train on: ``image`` [H, W, C] in its record dtype with its
+    shape, channel names and dtype, and no label or location (the ``predict_examples`` signature
+    reads these four features only, and checks the last three against the model's)."""
+    return b"".join(_example_pieces(_image_features(image, channels)))
 
 
 # --- TFRecord framing -------------------------------------------------------------------

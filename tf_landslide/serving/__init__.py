@@ -37,7 +37,8 @@ The files:
 * ``check.py``: the self-check of the graph against the Keras model (``SELF_CHECK_ATOL``).
 * ``assets.py``: ``assets.extra``, the warm-up requests and the provenance JSON.
 * ``versions.py``: the version folders (existing, next) and publishing a staged folder.
-* ``payloads.py``: REST bodies and gRPC requests for clients (missing values over REST there).
+* ``payloads.py``: REST bodies and gRPC requests for clients (missing values over REST there),
+  serialised Examples as ``{"b64": ...}``, and the requests' sizes against Vertex AI's limit.
 
 Only ``signatures.py`` and ``assets.py`` import TensorFlow at their top; the export imports them
 when it runs, so that importing this package (train_lib does, and clients building requests) loads
@@ -67,7 +68,15 @@ from tf_landslide.serving.contract import (
     WARMUP_FILE,
     ServingExportError,
 )
-from tf_landslide.serving.payloads import MISSING_MODES, grpc_examples_request, grpc_predict_request, rest_request_body
+from tf_landslide.serving.payloads import (
+    MISSING_MODES,
+    VERTEX_ONLINE_LIMIT_BYTES,
+    chip_examples,
+    grpc_examples_request,
+    grpc_predict_request,
+    rest_examples_body,
+    rest_request_body,
+)
 from tf_landslide.serving.versions import existing_versions, next_version, publish_flat, publish_version, version_dir
 
 __all__ = [
@@ -84,14 +93,17 @@ __all__ = [
     "SAVED_MODEL_PB",
     "SELF_CHECK_ATOL",
     "SERVING_DEFAULT",
+    "VERTEX_ONLINE_LIMIT_BYTES",
     "WARMUP_FILE",
     "ServingExportError",
+    "chip_examples",
     "existing_versions",
     "export_flat",
     "export_saved_model",
     "grpc_examples_request",
     "grpc_predict_request",
     "next_version",
+    "rest_examples_body",
     "rest_request_body",
 ]
 
