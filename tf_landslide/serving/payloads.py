@@ -1,8 +1,8 @@
 """Requests for a served model of ours, for clients: REST JSON bodies and gRPC PredictRequests.
 
 Importing this module loads neither TensorFlow nor the serving graph: a client that only builds
-REST bodies needs numpy alone, and the gRPC builders import TensorFlow (for its tensor protos) and
-tensorflow-serving-api when called.
+REST bodies needs numpy (and, for records, google-crc32c, which ``records`` imports), and the gRPC
+builders import TensorFlow (for its tensor protos) and tensorflow-serving-api when called.
 
 Missing values over REST: TF Serving's JSON parser accepts the non-standard ``NaN`` token (Python's
 ``json.dumps`` writes it), but strict JSON encoders refuse it (``requests.post(json=...)`` among
@@ -13,7 +13,7 @@ standardises to 0 like NaN does: ``rest_request_body(..., missing="mean")``. The
 Serialised Examples over REST: ``chip_examples`` turns raw chips into records of the export's format
 (``records.encode_image_example``, values rounded to the record dtype as the export rounds them) and
 ``rest_examples_body`` wraps them in TF Serving's encoding of binary strings, ``{"b64": ...}``, for
-the ``predict_examples`` signature. A float16 record is a quarter of a chip's JSON numbers.
+the ``predict_examples`` signature: in float16 records, a seventh of the bytes of the chip's JSON numbers.
 
 Request sizes: ``request_bytes`` measures the body (REST) or message (gRPC) of each ``ENCODINGS``
 entry for given chips; ``chips_per_request`` is how many chips like a given one fit under a limit,
