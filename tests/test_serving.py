@@ -138,6 +138,25 @@ def test_a_fresh_tensorflow_process_matches_the_keras_model_on_raw_chips(trained
     np.testing.assert_allclose(served, expected, rtol=0, atol=1e-5)
 
 
+# A Python with the TensorFlow of Vertex AI's newest prebuilt serving container (tensorflow-cpu==2.15.1):
+# TensorFlow promises that newer releases read older SavedModels, not the reverse, so ours is tried there.
+OLDER_TENSORFLOW_PYTHON = os.environ.get("TF_LANDSLIDE_OLDER_TF_PYTHON", "")
+
+
+@pytest.mark.skipif(not OLDER_TENSORFLOW_PYTHON, reason="TF_LANDSLIDE_OLDER_TF_PYTHON is not set")
+def test_the_prebuilt_containers_tensorflow_serves_our_savedmodel_alike(loaded, export_dir, raw_chips, tmp_path):
+    np.save(tmp_path / "chips.npy", raw_chips)
+    done = subprocess.run(
+        [OLDER_TENSORFLOW_PYTHON, "-c", FRESH_PROCESS, str(export_dir / "1"), str(tmp_path / "chips.npy"), "p.npy"],
+        cwd=tmp_path,
+        env={k: v for k, v in os.environ.items() if k not in ("TF_USE_LEGACY_KERAS", "SM_FRAMEWORK", "PYTHONPATH")},
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    np.testing.assert_allclose(np.load(tmp_path / "p.npy"), serve(loaded, raw_chips), rtol=0, atol=1e-5)
+
+
 # --- 2. the examples signature -----------------------------------------------------------------
 
 

@@ -7,6 +7,7 @@ import tf_landslide  # noqa: F401, I001  (first: it sets TF_USE_LEGACY_KERAS bef
 
 import csv
 import dataclasses
+import importlib
 import json
 import os
 import re
@@ -14,7 +15,9 @@ import signal
 import socket
 import subprocess
 import sys
+import shlex
 import textwrap
+import types
 import uuid
 from pathlib import Path
 
@@ -162,6 +165,154 @@ def test_submit_without_the_sdk_says_how_to_install_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "google.cloud.aiplatform", None)  # import fails as if not installed
     with pytest.raises(ImportError, match=r'pip install -e "\.\[vertex\]"'):
         vertex.submit("image", [], "gs://b/out", "project", "us-central1")
+
+
+# --- 2b. the model upload and the serving container ---------------------------------------------
+
+
+def test_upload_arguments_name_the_folder_image_port_and_routes():
+    prebuilt = vertex.model_upload_args("gs://b/runs/j/model/", vertex.prebuilt_container(), "landslides")
+    assert prebuilt == {
+        "display_name": "landslides",
+        "artifact_uri": "gs://b/runs/j/model/",
+        "serving_container_image_uri": "us-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-15:latest",
+    }
+    gpu = vertex.prebuilt_container(gpu=True, registry="europe")
+    assert gpu.image_uri == "europe-docker.pkg.dev/vertex-ai/prediction/tf2-gpu.2-15:latest" and not gpu.versioned
+    own = vertex.model_upload_args("gs://b/runs/j/serving/", vertex.own_container("r-docker.pkg.dev/p/t/serving:1"))
+    assert own == {
+        "display_name": "tf-landslide",
+        "artifact_uri": "gs://b/runs/j/serving/",
+        "serving_container_image_uri": "r-docker.pkg.dev/p/t/serving:1",
+        "serving_container_predict_route": "/v1/models/landslide:predict",
+        "serving_container_health_route": "/v1/models/landslide/metadata",
+        "serving_container_ports": [8080],
+    }
+    with pytest.raises(ValueError, match="must be a gs:// URL"):
+        vertex.model_upload_args("runs/j/model", vertex.prebuilt_container())
+
+
+def _fake_aiplatform(monkeypatch) -> list:
+    """google.cloud.aiplatform replaced by a module that records its calls (no SDK, no network)."""
+    calls = []
+    fake = types.ModuleType("google.cloud.aiplatform")
+    fake.init = lambda **kwargs: calls.append(("init", kwargs))
+
+    class Model:
+        @staticmethod
+        def upload(**kwargs):
+            calls.append(("upload", kwargs))
+            return types.SimpleNamespace(resource_name="projects/p/locations/r/models/1")
+
+    fake.Model = Model
+    monkeypatch.setitem(sys.modules, "google.cloud.aiplatform", fake)
+    try:
+        importlib.import_module("google.cloud")
+    except ImportError:  # without any google-cloud package, the namespace package too
+        monkeypatch.setitem(sys.modules, "google.cloud", types.ModuleType("google.cloud"))
+    monkeypatch.setattr(sys.modules["google.cloud"], "aiplatform", fake, raising=False)
+    return calls
+
+
+def test_upload_hands_those_arguments_to_the_sdk(monkeypatch):
+    calls = _fake_aiplatform(monkeypatch)
+    checked = []
+    monkeypatch.setattr(vertex, "artifact_problem", lambda uri, container: checked.append(uri))  # no gs:// here
+    container = vertex.own_container("img")
+    model = vertex.upload_model("gs://b/runs/j/serving/", container, "project", "europe-west4", "landslides")
+    assert model.resource_name.endswith("/models/1") and checked == ["gs://b/runs/j/serving/"]
+    assert calls == [
+        ("init", {"project": "project", "location": "europe-west4"}),
+        (
+            "upload",
+            {
+                "project": "project",
+                "location": "europe-west4",
+                "sync": True,
+                **vertex.model_upload_args("gs://b/runs/j/serving/", container, "landslides"),
+            },
+        ),
+    ]
+    monkeypatch.setattr(vertex, "artifact_problem", lambda uri, container: "no SavedModel there")
+    with pytest.raises(ValueError, match="no SavedModel there"):
+        vertex.upload_model("gs://b/runs/j/serving/", container, "project", "europe-west4")
+
+
+def test_upload_without_the_sdk_says_how_to_install_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "google.cloud.aiplatform", None)  # import fails as if not installed
+    with pytest.raises(ImportError, match=r'pip install -e "\.\[vertex\]".*--dry_run'):
+        vertex.upload_model("gs://b/m/", vertex.prebuilt_container(), "project", "us-central1")
+
+
+def test_artifact_folders_are_checked_against_the_container(tmp_path):
+    flat, versioned = tmp_path / "model", tmp_path / "serving"
+    (flat / "variables").mkdir(parents=True)
+    (versioned / "1" / "variables").mkdir(parents=True)
+    (flat / serving.SAVED_MODEL_PB).write_bytes(b"")
+    (versioned / "1" / serving.SAVED_MODEL_PB).write_bytes(b"")
+    prebuilt, own = vertex.prebuilt_container(), vertex.own_container()
+    assert vertex.artifact_problem(str(flat), prebuilt) is None
+    assert vertex.artifact_problem(str(versioned), own) is None
+    assert "prebuilt containers' layout" in vertex.artifact_problem(str(flat), own)
+    assert f"--export_dir={flat}" in vertex.artifact_problem(str(flat), own)
+    assert "AIP_MODEL_DIR" in vertex.artifact_problem(str(versioned), prebuilt)
+    assert "is not a folder" in vertex.artifact_problem(str(tmp_path / "nowhere"), prebuilt)
+
+
+def test_upload_script_prints_the_readme_s_gcloud_commands():
+    readme = " ".join((REPO / "README.md").read_text().replace("\\\n", " ").split())
+    for argv, container, artifact in [
+        ([], vertex.prebuilt_container(), vertex.MODEL_PLACEHOLDER),
+        (["--container=own"], vertex.own_container(), vertex.EXPORT_PLACEHOLDER),
+    ]:
+        command = shlex.join(vertex.upload_command(artifact, container))
+        assert command in readme, f"README's upload command is stale; it should read: {command}"
+        done = subprocess.run(
+            [sys.executable, "vertex/upload.py", "--dry_run", "--region=REGION", f"--artifact_uri={artifact}", *argv],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert done.stdout.strip() == command
+
+
+def _serving_entrypoint() -> tuple[str, list[str]]:
+    text = (REPO / "vertex" / "Dockerfile.serving").read_text()
+    (base,) = [line.split()[1] for line in text.splitlines() if line.startswith("FROM ")]
+    (entrypoint,) = [line.removeprefix("ENTRYPOINT ") for line in text.splitlines() if line.startswith("ENTRYPOINT ")]
+    return base, json.loads(entrypoint)  # the exec form: a JSON array
+
+
+def test_serving_dockerfile_runs_tf_serving_on_the_port_and_routes_the_upload_declares(tmp_path):
+    base, entrypoint = _serving_entrypoint()
+    # TF Serving of the TensorFlow that writes our SavedModels (and that the training image runs).
+    assert base == f"tensorflow/serving:{tf.__version__}"
+    assert f"FROM tensorflow/tensorflow:{tf.__version__}-gpu" in (REPO / "vertex" / "Dockerfile").read_text()
+    # The entry point as the container runs it, with a tensorflow_model_server that prints its arguments.
+    server = tmp_path / "tensorflow_model_server"
+    server.write_text('#!/bin/sh\nfor a in "$@"; do echo "$a"; done\n')
+    server.chmod(0o755)
+    path = f"{tmp_path}:{os.environ['PATH']}"
+
+    def run(*cmd, **env):
+        return subprocess.run([*entrypoint, *cmd], env={"PATH": path, **env}, capture_output=True, text=True)
+
+    done = run("--rest_api_timeout_in_ms=60000", AIP_HTTP_PORT="7070", AIP_STORAGE_URI="gs://b/copy")
+    assert done.returncode == 0, done.stderr
+    args = dict(a.removeprefix("--").split("=", 1) for a in done.stdout.split())
+    model = args["model_name"]
+    assert args["rest_api_port"] == "7070" and args["model_base_path"] == "gs://b/copy"
+    assert args["rest_api_timeout_in_ms"] == "60000"  # the Model's container args reach the server
+    assert args["port"] != args["rest_api_port"] and args["file_system_poll_wait_seconds"] == "0"
+    # Vertex AI sends predictions, health checks and the port the upload declares: TF Serving's REST routes.
+    own = vertex.own_container()
+    assert (own.predict_route, own.health_route) == (f"/v1/models/{model}:predict", f"/v1/models/{model}/metadata")
+    assert own.ports == (vertex.SERVING_PORT,) and own.versioned
+    default = run(AIP_STORAGE_URI="gs://b/copy")
+    assert f"--rest_api_port={vertex.SERVING_PORT}" in default.stdout.split()
+    unset = run()
+    assert unset.returncode != 0 and "AIP_STORAGE_URI: is not set" in unset.stderr
 
 
 # --- 3. a job through train.py and eval.py, by simulation ------------------------------------------

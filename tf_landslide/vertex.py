@@ -8,11 +8,20 @@ pool's ``args`` are train.py's flags. Vertex AI sets ``AIP_MODEL_DIR``, ``AIP_CH
 
 Pool 0 is the chief (one replica), pool 1 the other workers: MultiWorkerMirroredStrategy over every
 GPU of every replica, each replica running the same command.
+
+Serving: ``model_upload_args`` / ``upload_command`` / ``upload_model`` make the trained SavedModel a
+Vertex AI Model, served by a prebuilt TensorFlow container (``prebuilt_container``: the SavedModel
+directly in ``<base output dir>/model/``, ``serving_default`` only) or by ours (``own_container``,
+``vertex/Dockerfile.serving``: TF Serving 2.21 on its own REST routes, both signatures, numbered
+versions as ``export_savedmodel.py --export_dir`` writes them). ``vertex/upload.py`` runs it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+
+from tf_landslide import storage
+from tf_landslide.serving.contract import SAVED_MODEL_PB
 
 # Placeholders of the job configs in vertex/ (vertex/generate.py writes them).
 IMAGE_PLACEHOLDER = "REGION-docker.pkg.dev/PROJECT/tf-landslide/train:latest"
@@ -158,3 +167,143 @@ def submit(
     else:
         job.submit(**options)
     return job
+
+
+# --- serving: the trained SavedModel as a Vertex AI Model ------------------------------------------
+
+# The newest of Vertex AI's prebuilt TensorFlow prediction containers ("Prebuilt containers for
+# inference and explanation": TensorFlow 2.15, CPU only and GPU). They serve the `serving_default`
+# signature of the SavedModel that sits directly in the artifact folder, AIP_MODEL_DIR as training
+# writes it. Our TF 2.21 SavedModel holds plain TensorFlow ops and loads in TensorFlow 2.15
+# (README, "Running on Vertex AI"); TensorFlow promises only the other direction.
+PREBUILT_TF_VERSION = "2-15"
+# Our own container (vertex/Dockerfile.serving): TF Serving of the TensorFlow that writes our
+# SavedModels, answering Vertex AI on its own REST routes for this model name.
+SERVING_IMAGE_PLACEHOLDER = "REGION-docker.pkg.dev/PROJECT/tf-landslide/serving:latest"
+SERVING_MODEL_NAME = "landslide"
+SERVING_PORT = 8080  # Vertex AI's default AIP_HTTP_PORT
+PREDICT_ROUTE = f"/v1/models/{SERVING_MODEL_NAME}:predict"
+# Ready once a version is loaded: the metadata route answers from the loaded servable (404 before),
+# while the status route /v1/models/NAME answers 200 as soon as a version starts loading.
+HEALTH_ROUTE = f"/v1/models/{SERVING_MODEL_NAME}/metadata"
+# The artifact folders of the README's upload commands: what training writes, and an export of it.
+MODEL_PLACEHOLDER = f"{OUTPUT_PLACEHOLDER}/model/"
+EXPORT_PLACEHOLDER = f"{OUTPUT_PLACEHOLDER}/serving/"
+
+
+@dataclasses.dataclass(frozen=True)
+class ServingContainer:
+    """How Vertex AI runs a model's container: the image, and for our own the port and routes it
+    sends predictions and health checks to (empty: Vertex AI's defaults, as a prebuilt image takes).
+    ``versioned``: the artifact folder holds numbered SavedModel versions (TF Serving's layout)
+    rather than one SavedModel directly."""
+
+    image_uri: str
+    predict_route: str = ""
+    health_route: str = ""
+    ports: tuple[int, ...] = ()
+    versioned: bool = False
+
+
+def prebuilt_container(gpu: bool = False, registry: str = "us") -> ServingContainer:
+    """Vertex AI's prebuilt TensorFlow container (``registry``: us, europe or asia)."""
+    kind = "gpu" if gpu else "cpu"
+    return ServingContainer(f"{registry}-docker.pkg.dev/vertex-ai/prediction/tf2-{kind}.{PREBUILT_TF_VERSION}:latest")
+
+
+def own_container(image_uri: str = SERVING_IMAGE_PLACEHOLDER) -> ServingContainer:
+    """The image of ``vertex/Dockerfile.serving``, with the port and TF Serving routes it answers on."""
+    return ServingContainer(image_uri, PREDICT_ROUTE, HEALTH_ROUTE, (SERVING_PORT,), versioned=True)
+
+
+def model_upload_args(artifact_uri: str, container: ServingContainer, display_name: str = "tf-landslide") -> dict:
+    """The keyword arguments of ``aiplatform.Model.upload`` for the SavedModel in ``artifact_uri``:
+    ``<base output dir>/model/`` for a prebuilt container, an ``export_savedmodel.py --export_dir``
+    folder for ours."""
+    if not artifact_uri.startswith("gs://"):
+        raise ValueError(
+            f"the artifact folder must be a gs:// URL (Vertex AI copies it from there); got {artifact_uri!r}"
+        )
+    args = {
+        "display_name": display_name,
+        "artifact_uri": artifact_uri,
+        "serving_container_image_uri": container.image_uri,
+    }
+    if container.predict_route:
+        args["serving_container_predict_route"] = container.predict_route
+    if container.health_route:
+        args["serving_container_health_route"] = container.health_route
+    if container.ports:
+        args["serving_container_ports"] = list(container.ports)
+    return args
+
+
+def upload_command(
+    artifact_uri: str, container: ServingContainer, display_name: str = "tf-landslide", region: str = "REGION"
+) -> list[str]:
+    """The same upload as a ``gcloud ai models upload`` command line."""
+    flags = {
+        "display_name": "--display-name",
+        "artifact_uri": "--artifact-uri",
+        "serving_container_image_uri": "--container-image-uri",
+        "serving_container_predict_route": "--container-predict-route",
+        "serving_container_health_route": "--container-health-route",
+        "serving_container_ports": "--container-ports",
+    }
+    args = model_upload_args(artifact_uri, container, display_name)
+    values = {key: ",".join(map(str, value)) if isinstance(value, list) else value for key, value in args.items()}
+    return ["gcloud", "ai", "models", "upload", f"--region={region}", *(f"{flags[k]}={v}" for k, v in values.items())]
+
+
+def artifact_problem(artifact_uri: str, container: ServingContainer) -> str | None:
+    """What is wrong with ``artifact_uri`` for ``container`` (None when nothing): a prebuilt container
+    needs ``saved_model.pb`` directly in the folder, ours a numbered version folder holding one."""
+    if not storage.isdir(artifact_uri):
+        return f"{artifact_uri} is not a folder"
+    flat = storage.exists(storage.join(artifact_uri, SAVED_MODEL_PB))
+    versions = [
+        name
+        for name in storage.listdir(artifact_uri)
+        if name.isdigit() and storage.exists(storage.join(artifact_uri, name, SAVED_MODEL_PB))
+    ]
+    if container.versioned and not versions:
+        hint = " (it holds one directly: that is the prebuilt containers' layout)" if flat else ""
+        return (
+            f"{artifact_uri} has no numbered SavedModel version{hint}; our container serves TF Serving's "
+            f"layout: python export_savedmodel.py --model_dir=<base output dir>/model/ --export_dir={artifact_uri}"
+        )
+    if not container.versioned and not flat:
+        return (
+            f"{artifact_uri} holds no {SAVED_MODEL_PB} directly; a prebuilt container serves the SavedModel "
+            f"training writes into <base output dir>/model/ (AIP_MODEL_DIR)"
+        )
+    return None
+
+
+def upload_model(
+    artifact_uri: str,
+    container: ServingContainer,
+    project: str,
+    region: str,
+    display_name: str = "tf-landslide",
+    sync: bool = True,
+):
+    """Upload the SavedModel in ``artifact_uri`` as a Vertex AI Model served by ``container``, with
+    google-cloud-aiplatform; return the ``Model``. The folder's layout is checked first when it can
+    be read (gs:// needs gcsfs, the ``gcp`` extra)."""
+    args = model_upload_args(artifact_uri, container, display_name)
+    try:
+        from google.cloud import aiplatform
+    except ImportError as error:
+        raise ImportError(
+            f"uploading to Vertex AI needs google-cloud-aiplatform: {INSTALL_HINT} (or run the gcloud command "
+            f"`python vertex/upload.py --dry_run` prints)"
+        ) from error
+    try:
+        problem = artifact_problem(artifact_uri, container)
+    except ImportError:  # no gcsfs: Vertex AI's upload finds a wrong layout only when the model is deployed
+        problem = None
+    if problem:
+        raise ValueError(problem)
+    aiplatform.init(project=project, location=region)
+    return aiplatform.Model.upload(project=project, location=region, sync=sync, **args)
