@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "tf_landslide"
 # Bottom first. A module belongs to the layer of the longest prefix it starts with (a prefix names
 # a module or a package: "cube" holds the cube's modules, "cube.check" is an entry point).
 LAYERS = [
-    ("foundation", ["config", "storage", "records", "jit", "float16", "kernels", "metrics", "plots"]),
+    ("foundation", ["config", "storage", "records", "jit", "float16", "kernels", "metrics", "plots", "flagfiles"]),
     ("cube", ["cube"]),
     ("chips and shards", ["chips", "normalisation", "shards"]),
     ("export", ["export"]),
@@ -24,7 +24,7 @@ LAYERS = [
     ("serving", ["serving"]),
     ("training", ["distribution", "optimizer", "callbacks", "operating_point", "train_lib"]),
     ("evaluation, maps, study", ["model_card", "evaluate", "maps", "study"]),
-    ("entry points", ["flags", "cube.check", "vertex"]),
+    ("entry points", ["flags", "cube.check", "cube.build.__main__", "vertex", "cli", "__main__"]),
 ]
 
 
