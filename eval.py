@@ -1,28 +1,9 @@
-"""Evaluate a trained model on the test split: metrics JSON, PR curve and prediction panel.
+"""Evaluate a trained model on the test split: ``python eval.py --flagfile=configs/<config>.flags``.
 
-python eval.py --flagfile=configs/vv_vh_dem_t1.flags --model_dir=DIR
+The command is ``tf_landslide/cli/eval.py`` (installed: ``tf-landslide eval``); ``--help`` prints its usage.
 """
 
-import os
-import sys
-
-from absl import app, logging
-
-from tf_landslide import evaluate
-from tf_landslide import flags as landslide_flags
-from tf_landslide.cube.open import CubeError
-from tf_landslide.data import DataError
-
-
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    try:
-        evaluate.evaluate(landslide_flags.eval_config(environ=dict(os.environ)))  # AIP_MODEL_DIR
-    except (CubeError, DataError, ValueError, FileNotFoundError) as error:
-        logging.error("%s", error)
-        sys.exit(2)
-
+from tf_landslide.cli import eval
 
 if __name__ == "__main__":
-    app.run(main)
+    eval.run()

@@ -1,41 +1,9 @@
-"""Run the paper's study (or a part of it): export, train and evaluate each configuration,
-then write results.csv, results.md and figure4.png.
+"""Run the paper's study: ``python study.py --study_dir=runs/study [--configs=vv_t1,vv_t4]``.
 
-    python study.py --study_dir=runs/study [--configs=vv_t1,vv_t4] [--epochs=N] [any train/export flag]
-
-Flags other than --configs and --study_dir are passed on to every train.py and eval.py run.
+The command is ``tf_landslide/cli/study.py`` (installed: ``tf-landslide study``); ``--help`` prints its usage.
 """
 
-import sys
-from pathlib import Path
-
-from absl import app, flags, logging
-
-from tf_landslide import flags as landslide_flags
-from tf_landslide import study
-from tf_landslide.cube.channels import study_configs
-
-flags.DEFINE_list("configs", list(study_configs()), "Configurations to run (default: all 17 of the study).")
-flags.DEFINE_string("study_dir", "runs/study", "Folder of the study: one model folder per configuration + results.")
-FLAGS = flags.FLAGS
-
-
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    forwarded = [f.serialize() for f in FLAGS.get_flags_for_module(landslide_flags.__name__) if f.present]
-    forwarded = [f for f in forwarded if not f.startswith(("--config=", "--model_dir="))]
-    try:
-        rows = study.run_study(FLAGS.configs, FLAGS.study_dir, forwarded, Path(__file__).resolve().parent)
-    except ValueError as error:
-        logging.error("%s", error)
-        sys.exit(2)
-    failed = [r["config"] for r in rows if r["status"] != "ok"]
-    logging.info(
-        "study written to %s (%d configurations, %d failed: %s)", FLAGS.study_dir, len(rows), len(failed), failed
-    )
-    sys.exit(1 if failed else 0)
-
+from tf_landslide.cli import study
 
 if __name__ == "__main__":
-    app.run(main)
+    study.run()

@@ -1,30 +1,11 @@
-"""Export a channel configuration of a datacube to sharded TFRecords and a manifest.
+"""The export stage: ``python -m export --flagfile=configs/<config>.flags`` from the repository's root.
 
-python -m export --flagfile=configs/vv_vh_dem_t1.flags [--cube=PATH_OR_URL] [--overwrite]
+The command is ``tf_landslide/cli/export.py`` (installed: ``tf-landslide export``); ``--help`` prints
+its usage. The wheel leaves this folder out: a top-level ``export`` package in site-packages would
+shadow any other of that name.
 """
 
-import sys
-
-from absl import app, logging
-
-from tf_landslide import export as export_lib
-from tf_landslide import flags as landslide_flags
-from tf_landslide.cube.open import CubeError
-
-
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    try:
-        export_lib.export(landslide_flags.export_config())
-    except (CubeError, export_lib.ExportError, ValueError) as error:
-        logging.error("%s", error)
-        sys.exit(2)
-
-
-def run():
-    app.run(main)
-
+from tf_landslide.cli.export import run
 
 if __name__ == "__main__":
     run()

@@ -1,13 +1,10 @@
 """The study runner: each configuration trained and evaluated in its own process, then tabulated."""
 
 import csv
-from pathlib import Path
 
 import pytest
 
 from tf_landslide import study
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def test_study_runs_a_configuration_end_to_end_and_tabulates_it(tiny_cube, tmp_path):
@@ -19,7 +16,7 @@ def test_study_runs_a_configuration_end_to_end_and_tabulates_it(tiny_cube, tmp_p
         "--backbone=resnet18",
         "--progress=false",
     ]
-    rows = study.run_study(["smoke"], tmp_path / "study", overrides, REPO)
+    rows = study.run_study(["smoke"], tmp_path / "study", overrides)
     assert rows[0]["status"] == "ok", rows
     with open(tmp_path / "study" / "results.csv") as handle:
         table = list(csv.DictReader(handle))
@@ -30,14 +27,14 @@ def test_study_runs_a_configuration_end_to_end_and_tabulates_it(tiny_cube, tmp_p
 
 
 def test_failed_configuration_is_reported_not_fatal(tmp_path):
-    rows = study.run_study(["smoke"], tmp_path / "study", ["--cube=/nonexistent.zarr", "--progress=false"], REPO)
-    assert rows[0]["status"].startswith("train.py failed")
-    assert "train.py failed" in (tmp_path / "study" / "results.md").read_text()
+    rows = study.run_study(["smoke"], tmp_path / "study", ["--cube=/nonexistent.zarr", "--progress=false"])
+    assert rows[0]["status"].startswith("train failed")
+    assert "train failed" in (tmp_path / "study" / "results.md").read_text()
 
 
 def test_unknown_configuration_is_an_error(tmp_path):
     with pytest.raises(ValueError, match="no flagfile for \\['vv_t9'\\]"):
-        study.run_study(["vv_t9"], tmp_path, [], REPO)
+        study.run_study(["vv_t9"], tmp_path, [])
 
 
 def test_figure4_has_a_line_per_input_set(tmp_path):

@@ -1,9 +1,9 @@
 """The paper's input-ablation study: export, train and evaluate a list of configurations,
 then tabulate PR-AUC and draw Figure 4 (PR-AUC against timesteps, one line per input set).
 
-Each configuration runs ``train.py`` and ``eval.py`` in its own process with its flagfile and
-the caller's overrides, so one configuration's TensorFlow state never leaks into the next and
-a crash in one is reported without losing the others.
+Each configuration runs the package's ``train`` and ``eval`` commands (``python -m tf_landslide``)
+in its own process with its flagfile and the caller's overrides, so one configuration's TensorFlow
+state never leaks into the next and a crash in one is reported without losing the others.
 """
 
 from __future__ import annotations
@@ -14,12 +14,16 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
-from tf_landslide import model_folder, plots, storage
+from tf_landslide import flagfiles, model_folder, plots, storage
 from tf_landslide.cube.channels import study_configs
 
 log = logging.getLogger("tf_landslide.study")
+
+# The package's own command line, in this interpreter: the steps run the code the study runs.
+COMMAND = (sys.executable, "-m", "tf_landslide")
 
 COLUMNS = (
     "config",
@@ -37,31 +41,36 @@ COLUMNS = (
 )
 
 
-def run_study(configs: list[str], study_dir: str | Path, overrides: list[str], repo: str | Path) -> list[dict]:
+def run_study(
+    configs: list[str], study_dir: str | Path, overrides: list[str], command: Sequence[str] = COMMAND
+) -> list[dict]:
     """Train and evaluate each configuration; write results.csv, results.md and figure4.png.
-    ``study_dir`` may be a URL (gs://...); ``repo`` is the local checkout holding the scripts."""
-    study_dir, repo = os.fspath(study_dir), Path(repo)
-    unknown = [c for c in configs if not (repo / "configs" / f"{c}.flags").exists()]
+    ``study_dir`` may be a URL (gs://...); each configuration's flagfile is the packaged one of
+    its name, and ``command`` runs a step (``train``, ``eval``) with its flags."""
+    study_dir = os.fspath(study_dir)
+    unknown = [c for c in configs if c not in flagfiles.names()]
     if unknown:
-        raise ValueError(f"no flagfile for {unknown} in {repo / 'configs'}; known: {sorted(study_configs())}")
+        raise ValueError(f"no flagfile for {unknown} in {flagfiles.directory()}; known: {sorted(study_configs())}")
     storage.makedirs(study_dir)
     rows = []
     for config in configs:
-        rows.append(_run_one(config, study_dir, overrides, repo))
+        rows.append(_run_one(config, study_dir, overrides, command))
         write_results(rows, study_dir)
     return rows
 
 
-def _run_one(config: str, study_dir: str, overrides: list[str], repo: Path) -> dict:
+def _run_one(config: str, study_dir: str, overrides: list[str], command: Sequence[str]) -> dict:
     model_dir = storage.join(study_dir, config)
-    common = [f"--flagfile={repo / 'configs' / f'{config}.flags'}", f"--model_dir={model_dir}", *overrides]
+    common = [f"--flagfile={flagfiles.path(config)}", f"--model_dir={model_dir}", *overrides]
     started = time.perf_counter()
     status = "ok"
-    for script in ("train.py", "eval.py"):
-        log.info("%s: %s", config, script)
-        done = subprocess.run([sys.executable, str(repo / script), *common], cwd=repo)
+    for step in ("train", "eval"):
+        log.info("%s: %s", config, step)
+        # In the caller's folder, as the steps would run by hand: the flagfiles' relative folders
+        # (records/) and a relative --study_dir are found where the caller looks for them.
+        done = subprocess.run([*command, step, *common])
         if done.returncode != 0:
-            status = f"{script} failed (exit {done.returncode})"
+            status = f"{step} failed (exit {done.returncode})"
             log.error("%s: %s", config, status)
             break
     spec = study_configs().get(config)

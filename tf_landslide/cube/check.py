@@ -1,8 +1,8 @@
 """Preflight: what a cube holds, what opening it conformed, and which configurations it can feed.
 
-    python -m tf_landslide.cube.check [CUBE] [--event=hokkaido | --event_start=... --event_end=...]
-                                           [--orbit=auto|descending|ascending|both|any]
-                                           [--flagfile=configs/<config>.flags]
+    tf-landslide check [CUBE] [--event=hokkaido | --event_start=... --event_end=...]
+                              [--orbit=auto|descending|ascending|both|any] [--flagfile=<config>]
+    python -m tf_landslide.cube.check [CUBE] ...   (the same)
 
 Run it before anything else on a cube another tool wrote: it reads the coordinates and the
 label raster only, takes the export's flags (a flagfile too; no CUBE and no --cube: the
@@ -13,6 +13,7 @@ can, 2 when the cube cannot be opened.
 from __future__ import annotations
 
 import dataclasses
+import sys
 
 import numpy as np
 import pandas as pd
@@ -234,11 +235,13 @@ def main(argv: list[str]) -> int:
     return 0 if report.exportable else 1
 
 
+def run(argv: list[str] | None = None) -> None:
+    """``tf-landslide check`` and ``python -m tf_landslide.cube.check``: the export's flags, then ``main``."""
+    import tf_landslide.flags  # noqa: F401  (defines the flags the command line parses)
+    from tf_landslide import cli
+
+    cli.run_command(lambda args: sys.exit(main(args)), argv, __doc__)
+
+
 if __name__ == "__main__":
-    import sys
-
-    from absl import app
-
-    import tf_landslide.flags  # noqa: F401  (defines the flags app.run parses)
-
-    app.run(lambda argv: sys.exit(main(argv)))
+    run()

@@ -390,8 +390,8 @@ def _write_phase_products(spec: SyntheticCubeSpec, scene, folder: Path) -> None:
         _write_cog(folder / f"{stem}_wrapped_phase.tif", phase, spec.crs, utm_transform(spec), np.nan)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tf_landslide.cube.demo_catalog", description=__doc__.split(".")[0])
+def main(argv: list[str] | None = None, prog: str = "python -m tf_landslide.cube.demo_catalog") -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split(".")[0])
     parser.add_argument("out_dir", help="folder to create (or an empty one)")
     parser.add_argument("--size", choices=("tiny", "embedded"), default="tiny", help="the synthetic scene's size")
     args = parser.parse_args(argv)
@@ -416,6 +416,11 @@ def build_command(demo: DemoCatalog, out: str) -> list[str]:
         f"--phase_dir={demo.phase_dir}",
         f"--out={out}",
     ]
+
+
+def run(argv: list[str]) -> None:
+    """``tf-landslide demo-catalog``: ``argv[0]`` names the program."""
+    raise SystemExit(main(argv[1:], prog=argv[0]))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
-"""``python -m tf_landslide.cube.build``: a datacube for an area and an event, from a STAC catalogue.
+"""``tf-landslide build-cube``: a datacube for an area and an event, from a STAC catalogue.
 
-    python -m tf_landslide.cube.build --bbox=141.9,42.65,142.1,42.8 \
+    tf-landslide build-cube --bbox=141.9,42.65,142.1,42.8 \
         --event_start=2018-09-05T18:07:59Z --out=cubes/iburi.zarr [--labels=inventory.geojson]
+
+(also ``python -m tf_landslide.cube.build`` and ``tf-landslide-build-cube``, the same command).
 
 Defaults: Planetary Computer's ``sentinel-1-rtc`` (signed with the planetary-computer package),
 NASADEM, four acquisitions per orbit track on each side of the event, the items' UTM grid at 10 m.
@@ -11,7 +13,7 @@ from __future__ import annotations
 
 import sys
 
-from absl import app, flags
+from absl import flags
 
 from tf_landslide.cube.build import BuildRequest, build
 from tf_landslide.cube.build.request import DEM_COLLECTIONS, LABEL_RULES, PLANETARY_COMPUTER, RTC_COLLECTION
@@ -99,8 +101,10 @@ def main(argv) -> None:
         sys.exit(2)
 
 
-def run() -> None:
-    app.run(main)
+def run(argv: list[str] | None = None) -> None:
+    from tf_landslide import cli
+
+    cli.run_command(main, argv, __doc__)
 
 
 if __name__ == "__main__":
