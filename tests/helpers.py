@@ -194,7 +194,9 @@ RUNNER = textwrap.dedent(
 
     if args.get("evaluate"):  # the trained model on the 6 train chips: batches of 4 + 2, or 4 + 2 + 2 padding
         manifest, folder = data.load_manifest(cfg.export.records_dir, cfg.export.config)
-        model, replicas = built[-1], built[-1].distribute_strategy.num_replicas_in_sync
+        # The first model built is the one training compiled under its strategy (choosing the
+        # operating threshold then builds another, outside it).
+        model, replicas = built[0], built[0].distribute_strategy.num_replicas_in_sync
 
         def scores():
             results = {}

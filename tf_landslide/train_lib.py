@@ -76,8 +76,10 @@ def train(cfg: TrainConfig, flags_text: str = "") -> dict:
     if finished is not None:
         log.info("%s already holds this finished run: nothing to do (--overwrite trains again)", cfg.model_dir)
         chosen = model_folder.read_threshold(cfg.model_dir) if chief else None
-        # A run from before thresholds, or one asked for another rule: choosing needs no training.
-        if chief and (chosen is None or chosen.get("asked") != cfg.threshold_rule):
+        # A run from before thresholds, or one asked for another rule: choosing needs no training,
+        # only the best weights (a summary without them is no model to choose for).
+        has_weights = chief and storage.exists(model_folder.weights_path(cfg.model_dir, "best"))
+        if has_weights and (chosen is None or chosen.get("asked") != cfg.threshold_rule):
             operating_point.choose(cfg.model_dir, *ensure_records(cfg), cfg.input, cfg.threshold_rule)
         _export_savedmodel(cfg, chief)
         return finished
