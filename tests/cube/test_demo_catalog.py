@@ -2,6 +2,7 @@
 Computer serves its collections: the same pixels as the synthetic cube, on the same grid, findable
 and loadable by the STAC tools, with the inventory and phase products beside it. No network."""
 
+import dataclasses
 import json
 import shutil
 
@@ -285,3 +286,11 @@ def test_the_command_writes_a_catalog_and_refuses_a_used_folder(tmp_path, capsys
     assert sorted(path.name for path in tmp_path.iterdir()) == ["out"], "no partial folder left behind"
     with pytest.raises(ValueError, match="unknown size"):
         demo_catalog.write_demo_catalog(tmp_path / "other", size="huge")
+
+
+def test_a_spec_wins_over_the_size(tmp_path, tiny_spec):
+    spec = dataclasses.replace(tiny_spec, timesteps_per_orbit=2)
+    demo = demo_catalog.write_demo_catalog(tmp_path / "two", size="embedded", spec=spec)
+    assert demo.spec == spec
+    times, _ = synthetic.acquisition_times(spec)
+    np.testing.assert_array_equal(utc_times(items_of(demo, demo_catalog.S1_COLLECTION)), times)

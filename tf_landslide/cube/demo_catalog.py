@@ -101,14 +101,19 @@ class DemoCatalog:
     spec: SyntheticCubeSpec  # the synthetic scene it was drawn from
 
 
-def write_demo_catalog(out_dir: str | os.PathLike, size: str = "tiny") -> DemoCatalog:
-    """Write the demo catalog of synthetic size ``size`` into ``out_dir`` (absent or empty).
+def write_demo_catalog(
+    out_dir: str | os.PathLike, size: str = "tiny", spec: SyntheticCubeSpec | None = None
+) -> DemoCatalog:
+    """Write the demo catalog of synthetic size ``size`` (or of ``spec``, which wins when given)
+    into ``out_dir`` (absent or empty).
 
     The folder appears only when complete (written beside it, then renamed).
     """
-    if size not in SIZES:
-        raise ValueError(f"unknown size {size!r}: expected one of {', '.join(SIZES)}")
-    spec, out = SIZES[size], Path(out_dir)
+    if spec is None:
+        if size not in SIZES:
+            raise ValueError(f"unknown size {size!r}: expected one of {', '.join(SIZES)}")
+        spec = SIZES[size]
+    out = Path(out_dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise FileExistsError(f"{out} exists and is not an empty folder: remove it or choose another")
     out.parent.mkdir(parents=True, exist_ok=True)
