@@ -6,8 +6,9 @@
 1. Writes once (then reuses) the offline demo catalog (``tf_landslide.cube.demo_catalog``) of a
    Hokkaido-size synthetic scene (4398 x 5382 px) with 10 acquisitions per orbit (20 in all):
    VV/VH COGs, the DEMs, the inventory and the HyP3-named phase products, into
-   ``--cache_dir/demo-catalog-hokkaido-t10-<spec key>``. Writing it takes about ten minutes on
-   two cores and about 6 GB of disk; the time it took is printed and kept beside it.
+   ``--cache_dir/demo-catalog-hokkaido-t10-<spec key>``. Writing it takes minutes on two cores
+   (bench/README.md has the figure) and about 7 GB of disk; the time it took is printed and kept
+   beside it.
 2. The floor: every VV and VH COG of the acquisitions the build takes, read once over the build's
    window (the AOI on the COGs' grid) with 2 threads, one dataset per file (GDAL releases the
    GIL), the data discarded; the fastest of ``--floor_repeats`` runs, with the GB decoded. The
@@ -25,7 +26,8 @@
    time-step writes, phase writes.
 5. Prints a summary table.
 
-The page cache is warm for both the floor and the build (the catalog is read by the floor first).
+The page cache is warm for both the floor and the build: the files a measurement reads are read
+once, raw, just before it.
 The machine may be shared: before each measurement the script waits (up to ``--quiet_wait``
 seconds) for other processes to go idle, and reports the CPU seconds other processes used during
 each build.
@@ -82,7 +84,7 @@ def ensure_catalog(cache_dir: Path, size: str) -> tuple[demo_catalog.DemoCatalog
     if generated:
         cache_dir.mkdir(parents=True, exist_ok=True)
         free = shutil.disk_usage(cache_dir).free
-        log(f"writing the demo catalog into {root} (about ten minutes, ~6 GB; {free / GB:.0f} GB free there)")
+        log(f"writing the demo catalog into {root} (minutes; about 7 GB, {free / GB:.0f} GB free there)")
         started = time.perf_counter()
         demo_catalog.write_demo_catalog(root, spec=spec)
         sidecar.write_text(json.dumps({"seconds": time.perf_counter() - started}))
@@ -159,6 +161,17 @@ def read_once(path: str, window) -> int:
         return source.read(1, window=window).nbytes
 
 
+def warm_page_cache(paths: list[str]) -> float:
+    """Read every file once (raw bytes, discarded), so the measurement after it reads from memory,
+    not from a disk other sessions compete for; the seconds it took."""
+    started = time.perf_counter()
+    for path in paths:
+        with open(path, "rb", buffering=0) as raw:
+            while raw.read(1 << 23):
+                pass
+    return time.perf_counter() - started
+
+
 def measure_reads(tasks: list[tuple[str, object]], threads: int) -> tuple[float, float, int]:
     """Seconds, CPU seconds (this process) and bytes decoded reading every (path, window) once."""
     cpu = time.process_time()
@@ -212,6 +225,7 @@ def child(fields: dict) -> dict:
         "seconds": seconds,
         "cpu": after.ru_utime - usage.ru_utime + after.ru_stime - usage.ru_stime,
         "maxrss": after.ru_maxrss * 1024,  # kB on Linux
+        "clock": started,  # perf_counter is CLOCK_MONOTONIC: the parent's samples share its clock
         "events": [(t - started, line) for t, line in events],
     }
 
@@ -247,7 +261,7 @@ def run_build(fields: dict, interval: float) -> dict:
     machine_before = busy_seconds(psutil.cpu_times())
     started = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    root, peak, samples = psutil.Process(process.pid), 0, 0
+    root, timeline = psutil.Process(process.pid), []
     output: dict[str, str] = {}
     readers = [
         threading.Thread(target=lambda name, stream: output.__setitem__(name, stream.read()), args=(name, stream))
@@ -267,7 +281,7 @@ def run_build(fields: dict, interval: float) -> dict:
                 tree_cpu[proc.pid] = times.user + times.system
             except psutil.Error:
                 pass
-        peak, samples = max(peak, rss), samples + 1
+        timeline.append((time.perf_counter(), rss))
         time.sleep(interval)
     for reader in readers:
         reader.join()
@@ -277,8 +291,9 @@ def run_build(fields: dict, interval: float) -> dict:
         sys.exit(f"the build failed ({process.returncode}):\n{output['stderr'][-4000:]}")
     result = json.loads(output["stdout"].strip().splitlines()[-1])
     return result | {
-        "peak_rss": peak,
-        "samples": samples,
+        "peak_rss": max(rss for _, rss in timeline),
+        "samples": len(timeline),
+        "timeline": [(t - result["clock"], rss) for t, rss in timeline],
         "process_wall": wall,
         # The child's CPU from its last sample: it misses the last interval, a few tens of milliseconds.
         "other_cpu": max(0.0, machine_cpu - sum(tree_cpu.values())),
@@ -291,23 +306,32 @@ def run_build(fields: dict, interval: float) -> dict:
 STAGE_ENDS = (("search and plan", "grid:"), ("DEM and derivatives", "dem:"), ("labels", "labels:"))
 
 
-def stages(result: dict, timesteps: int) -> dict[str, float]:
-    """Seconds of each stage of one build, from its timestamped log lines and planes."""
+def stages(result: dict, timesteps: int) -> dict[str, tuple[float, int]]:
+    """Seconds and peak RSS of each stage of one build, from its timestamped log lines and planes
+    and the RSS samples taken meanwhile."""
     events = result["events"]
     times = {line.split()[0]: t for t, line in events if not line.startswith(("plane", "writing"))}
     planes = [t for t, line in events if line == "plane"]
     writing = next(t for t, line in events if line.startswith("writing"))
-    out, last = {}, 0.0
+    bounds, last = {}, 0.0
     for name, first_word in STAGE_ENDS:
-        out[name], last = times[first_word] - last, times[first_word]
-    out["phase pairs found, template, static layers written"] = writing - last
-    out[f"time-step writes ({timesteps})"] = planes[timesteps - 1] - writing
-    out[f"phase writes ({len(planes) - timesteps})"] = planes[-1] - planes[timesteps - 1]
-    out["consolidate and rename"] = times["wrote"] - planes[-1]
-    return out
+        bounds[name], last = (last, times[first_word]), times[first_word]
+    bounds["phase pairs found, template, static layers written"] = (last, writing)
+    bounds[f"time-step writes ({timesteps})"] = (writing, planes[timesteps - 1])
+    bounds[f"phase writes ({len(planes) - timesteps})"] = (planes[timesteps - 1], planes[-1])
+    bounds["consolidate and rename"] = (planes[-1], times["wrote"])
+    return {
+        name: (end - start, max((rss for t, rss in result["timeline"] if start <= t <= end), default=0))
+        for name, (start, end) in bounds.items()
+    }
 
 
 # --- report ---------------------------------------------------------------------------------
+
+
+def gb(rss: int) -> str:
+    """A peak RSS in GB; 0 is a stage shorter than the sampling period."""
+    return f"{rss / GB:.2f} GB" if rss else "(too short to sample)"
 
 
 def listed(results: list[dict], key: str, unit: float = 1.0) -> str:
@@ -392,6 +416,7 @@ def main(argv: list[str] | None = None) -> int:
     floors: dict[str, list[tuple[float, float, int]]] = {}
     for repeat in range(args.floor_repeats):
         for name, tasks in floor_tasks.items():
+            warm_page_cache([path for path, _ in tasks])
             waited, load = wait_for_quiet(args.quiet_wait, args.quiet_load)
             seconds, cpu, nbytes = measure_reads(tasks, args.threads)
             floors.setdefault(name, []).append((seconds, cpu, nbytes))
@@ -403,16 +428,27 @@ def main(argv: list[str] | None = None) -> int:
     floor = {name: min(runs) for name, runs in floors.items()}
 
     # 3-4. the builds, the cases interleaved
+    inputs = {
+        case: [
+            *(item.assets[a].get_absolute_href() for acq in picked for item in acq.items for a in ("vv", "vh")),
+            dem_file,
+            str(demo.inventory),
+            *phase_files,
+        ]
+        for case, (picked, *_) in plans.items()
+    }
     work = Path(tempfile.mkdtemp(prefix="build-bench-", dir=cache_dir))
     runs: dict[str, list[dict]] = {case: [] for case in plans}
     try:
         for repeat in range(args.repeats):
             for case in plans:
                 out = work / f"{case}-{repeat}.zarr"
+                warm_page_cache(inputs[case])
                 waited, load = wait_for_quiet(args.quiet_wait, args.quiet_load)
                 result = run_build(request_fields(demo, str(out), cases[case]), args.sample_interval)
                 shutil.rmtree(out, ignore_errors=True)
                 result |= {"waited": waited, "load_before": load, "stages": stages(result, len(plans[case][0]))}
+                del result["timeline"]
                 runs[case].append(result)
                 log(
                     f"build ({case}, {len(plans[case][0])} acquisitions) run {repeat + 1}/{args.repeats}: "
@@ -422,7 +458,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"{result['maxrss'] / GB:.2f} GB, {result['samples']} samples); waited {waited:.0f} s for "
                     f"other load to drop to {load:.2f} cores"
                 )
-                log("  " + "; ".join(f"{k} {v:.1f} s" for k, v in result["stages"].items()))
+                log("  " + "; ".join(f"{k} {v:.1f} s, {gb(rss)}" for k, (v, rss) in result["stages"].items()))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -502,8 +538,10 @@ def summary_table(f: dict) -> str:
             ),
             ("  child imports", f"{statistics.median(r['imports'] for r in results):.1f} s (not in the wall time)"),
         ]
+        rows.append(("  stages: median wall, largest peak RSS", ""))
         for name in results[0]["stages"]:
-            rows.append((f"    {name}", f"{statistics.median(r['stages'][name] for r in results):.1f} s"))
+            seconds = statistics.median(r["stages"][name][0] for r in results)
+            rows.append((f"    {name}", f"{seconds:.1f} s, {gb(max(r['stages'][name][1] for r in results))}"))
     if {"all", "fewer"} <= peaks.keys():
         growth = peaks["all"] / peaks["fewer"] - 1
         verdict = "not growing" if abs(growth) <= GROWTH_TOLERANCE else "GROWING"
