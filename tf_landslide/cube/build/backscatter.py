@@ -17,11 +17,24 @@ from tf_landslide.cube import schema
 from tf_landslide.cube.build import catalog
 from tf_landslide.cube.build.acquisitions import Acquisition
 
+# odc-stac reads each dask chunk on its own: it opens every COG the chunk meets and decodes the
+# internal tiles under the chunk's window, whole. The output grid starts where the area does, so
+# its chunks rarely line up with the tiles: a read chunk as small as a written chunk (and a tile)
+# meets four tiles, and each tile is decoded by the four chunks it meets. Reading blocks of
+# several written chunks decodes most tiles once; a block stays tens of MB however large the scene.
+READ_BLOCK_PIXELS = 2048
+
+
+def read_chunk(chunk: int) -> int:
+    """The side of the blocks odc-stac reads: a multiple of the written ``chunk``, about READ_BLOCK_PIXELS."""
+    return chunk * max(1, READ_BLOCK_PIXELS // chunk)
+
 
 def load_stack(
     stac: str, acquisitions: list[Acquisition], assets: tuple[str, str], geobox: GeoBox, chunk: int, resampling: str
 ) -> xr.Dataset:
-    """``vv`` and ``vh`` (timestep, y, x) float32 dask arrays, one time step per acquisition."""
+    """``vv`` and ``vh`` (timestep, y, x) float32 dask arrays, one time step per acquisition, in
+    spatial chunks of ``read_chunk(chunk)`` (whole written chunks each)."""
     import odc.stac
 
     key_of = {item.id: acquisition.key for acquisition in acquisitions for item in acquisition.items}
@@ -31,7 +44,7 @@ def load_stack(
         bands=list(assets),
         geobox=geobox,
         groupby=lambda item, parsed, index: key_of[item.id],
-        chunks={"time": 1, "y": chunk, "x": chunk},
+        chunks={"time": 1, "y": read_chunk(chunk), "x": read_chunk(chunk)},
         resampling=resampling,
         dtype="float32",
         patch_url=catalog.url_signer(stac),

@@ -4,7 +4,7 @@ The paper processed SLC pairs with ISCE2; today most users take them from ASF Hy
 products are folders of GeoTIFFs named after the two acquisitions
 (``S1AA_20180902T204012_20180914T204013_VVP012_INT80_G_ueF_1A2B_corr.tif`` beside
 ``..._wrapped_phase.tif``). ``PAIR_FILE`` reads the two times and the product from a name;
-rioxarray reprojects each onto the output grid (coherence bilinearly; phase by nearest
+GDAL's warper puts each onto the output grid (coherence bilinearly; phase by nearest
 neighbour, as averaging across a 2 pi wrap would invent values).
 """
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -70,24 +71,33 @@ def read_pair(pair: PhasePair, geobox: GeoBox) -> tuple[np.ndarray, np.ndarray]:
     """Coherence and wrapped phase of ``pair`` on the output grid, float32 (y, x), NaN outside."""
     from rasterio.enums import Resampling
 
-    return (
-        _on_grid(pair.coherence, geobox, Resampling.bilinear),
-        _on_grid(pair.interferogram, geobox, Resampling.nearest),
-    )
+    products = ((pair.coherence, Resampling.bilinear), (pair.interferogram, Resampling.nearest))
+    # GDAL releases the GIL while it reads and warps: the two products at once.
+    with ThreadPoolExecutor(len(products)) as pool:
+        coherence, interferogram = pool.map(lambda product: _on_grid(*product, geobox), products)
+    return coherence, interferogram
 
 
-def _on_grid(path: Path, geobox: GeoBox, resampling) -> np.ndarray:
-    import rioxarray
+def _on_grid(path: Path, resampling, geobox: GeoBox) -> np.ndarray:
+    """Band 1 of ``path`` warped onto ``geobox``: GDAL reads the source's windows as it goes,
+    rather than the whole file into memory first."""
+    import rasterio
+    from rasterio.warp import reproject
 
-    with rioxarray.open_rasterio(path, masked=True) as source:
-        if source.rio.crs is None:
+    out = np.full(geobox.shape.yx, np.nan, np.float32)
+    with rasterio.open(path) as source:
+        if source.crs is None:
             raise CubeError(f"{path} has no CRS")
-        band = source.isel(band=0).astype(np.float32)
-        on_grid = band.rio.reproject(
-            geobox.crs.to_wkt(),
-            shape=geobox.shape.yx,
-            transform=geobox.affine,
+        nodata = source.nodata
+        if nodata is None and np.dtype(source.dtypes[0]).kind == "f":
+            nodata = np.nan  # NaN is no-data, stated or not
+        reproject(
+            rasterio.band(source, 1),
+            out,
+            src_nodata=nodata,
+            dst_crs=geobox.crs.to_wkt(),
+            dst_transform=geobox.affine,
+            dst_nodata=np.nan,
             resampling=resampling,
-            nodata=np.nan,
         )
-        return on_grid.values.astype(np.float32)
+    return out
