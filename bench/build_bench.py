@@ -27,7 +27,8 @@
 5. Prints a summary table.
 
 The page cache is warm for both the floor and the build: the files a measurement reads are read
-once, raw, just before it.
+once, raw, just before it (after the wait for quiet: some VMs reclaim page cache left idle for a
+while). The child reports the bytes it read from disk, which is what the cache did not hold.
 The machine may be shared: before each measurement the script waits (up to ``--quiet_wait``
 seconds) for other processes to go idle, and reports the CPU seconds other processes used during
 each build.
@@ -217,10 +218,15 @@ def child(fields: dict) -> dict:
     request = BuildRequest(**(fields | {"bbox": tuple(fields["bbox"])}))
     usage = resource.getrusage(resource.RUSAGE_SELF)
     started = time.perf_counter()
-    build(request, log=lambda line: events.append((time.perf_counter(), line)), progress=Planes)
+    io = psutil.Process().io_counters()
+    path = build(request, log=lambda line: events.append((time.perf_counter(), line)), progress=Planes)
     seconds = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_SELF)
+    io_after = psutil.Process().io_counters()
     return {
+        "disk_read": io_after.read_bytes - io.read_bytes,  # what the page cache did not hold
+        "disk_write": io_after.write_bytes - io.write_bytes,
+        "cube_bytes": disk_bytes(path),
         "imports": imports,
         "seconds": seconds,
         "cpu": after.ru_utime - usage.ru_utime + after.ru_stime - usage.ru_stime,
@@ -378,10 +384,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sample_interval", type=float, default=0.05, help="RSS sampling period, seconds")
     parser.add_argument("--cases", default="all,fewer", help="all (every acquisition), fewer (acquisitions=2)")
     parser.add_argument("--json", default="", help="also write the figures to this JSON file")
+    parser.add_argument("--report", default="", help="print the summary of an earlier run's --json file and stop")
     parser.add_argument("--child", help=argparse.SUPPRESS)  # one build, its request as JSON
     args = parser.parse_args(argv)
     if args.child:
         print(json.dumps(child(json.loads(args.child))), flush=True)
+        return 0
+    if args.report:
+        print(summary_table(json.loads(Path(args.report).read_text())))
         return 0
     print(machine.describe(), flush=True)
     code = code_version()
@@ -416,14 +426,16 @@ def main(argv: list[str] | None = None) -> int:
     floors: dict[str, list[tuple[float, float, int]]] = {}
     for repeat in range(args.floor_repeats):
         for name, tasks in floor_tasks.items():
-            warm_page_cache([path for path, _ in tasks])
             waited, load = wait_for_quiet(args.quiet_wait, args.quiet_load)
+            warm_page_cache([path for path, _ in tasks])
+            disk_before = psutil.Process().io_counters().read_bytes
             seconds, cpu, nbytes = measure_reads(tasks, args.threads)
+            disk = psutil.Process().io_counters().read_bytes - disk_before
             floors.setdefault(name, []).append((seconds, cpu, nbytes))
             log(
                 f"floor {name:6s} run {repeat + 1}/{args.floor_repeats}: {seconds:6.2f} s (CPU {cpu:.2f} s) "
                 f"for {nbytes / GB:.2f} GB decoded ({nbytes / seconds / 1e6:.0f} MB/s); waited {waited:.0f} s "
-                f"for other load to drop to {load:.2f} cores"
+                f"for other load to drop to {load:.2f} cores; {disk / GB:.2f} GB read from disk"
             )
     floor = {name: min(runs) for name, runs in floors.items()}
 
@@ -443,8 +455,8 @@ def main(argv: list[str] | None = None) -> int:
         for repeat in range(args.repeats):
             for case in plans:
                 out = work / f"{case}-{repeat}.zarr"
-                warm_page_cache(inputs[case])
                 waited, load = wait_for_quiet(args.quiet_wait, args.quiet_load)
+                warm_page_cache(inputs[case])
                 result = run_build(request_fields(demo, str(out), cases[case]), args.sample_interval)
                 shutil.rmtree(out, ignore_errors=True)
                 result |= {"waited": waited, "load_before": load, "stages": stages(result, len(plans[case][0]))}
@@ -456,7 +468,8 @@ def main(argv: list[str] | None = None) -> int:
                     f"{result['imports']:.1f} s); CPU {result['cpu']:.1f} s, other processes "
                     f"{result['other_cpu']:.1f} s; peak RSS {result['peak_rss'] / GB:.2f} GB (ru_maxrss "
                     f"{result['maxrss'] / GB:.2f} GB, {result['samples']} samples); waited {waited:.0f} s for "
-                    f"other load to drop to {load:.2f} cores"
+                    f"other load to drop to {load:.2f} cores; disk: {result['disk_read'] / GB:.2f} GB read, "
+                    f"{result['disk_write'] / GB:.2f} GB written"
                 )
                 log("  " + "; ".join(f"{k} {v:.1f} s, {gb(rss)}" for k, (v, rss) in result["stages"].items()))
     finally:
@@ -486,6 +499,8 @@ def main(argv: list[str] | None = None) -> int:
 def summary_table(f: dict) -> str:
     floor = f["floor"]
     sar_seconds, sar_cpu, sar_bytes = floor["vv/vh"]
+    inputs_seconds = sum(floor[name][0] for name in ("vv/vh", "phase", "dem"))
+    inputs_cpu = sum(floor[name][1] for name in ("vv/vh", "phase", "dem"))
     rows = [
         ("command", f["command"]),
         ("machine", f["machine"].removeprefix("machine: ")),
@@ -527,6 +542,15 @@ def summary_table(f: dict) -> str:
                 f"{ratio:.1f}x  [{'within' if ratio <= RATIO_TARGET else 'beyond'} {RATIO_TARGET:g}x]",
             ),
             (
+                "  ratio to every input read once",
+                f"{median / inputs_seconds:.1f}x ({inputs_seconds:.1f} s: VV/VH, phase products and DEM floors added)",
+            ),
+            (
+                "  CPU ratio build / floor",
+                f"{cpu / sar_cpu:.1f}x the VV/VH floor's CPU, {cpu / inputs_cpu:.1f}x every input's "
+                "(less sensitive to other load than wall time)",
+            ),
+            (
                 "  CPU seconds, median",
                 f"{cpu:.1f} (runs: {listed(results, 'cpu')}); other processes {listed(results, 'other_cpu')}",
             ),
@@ -538,6 +562,14 @@ def summary_table(f: dict) -> str:
             ),
             ("  child imports", f"{statistics.median(r['imports'] for r in results):.1f} s (not in the wall time)"),
         ]
+        written = results[0].get("cube_bytes")  # runs before the figure was added lack it
+        if written:
+            rows.append(
+                ("  cube written", f"{written / GB:.2f} GB on disk ({written / median / 1e6:.0f} MB/s of wall)")
+            )
+            rows.append(
+                ("  inputs read from disk", f"{listed(results, 'disk_read', GB)} GB (0: all from the page cache)")
+            )
         rows.append(("  stages: median wall, largest peak RSS", ""))
         for name in results[0]["stages"]:
             seconds = statistics.median(r["stages"][name][0] for r in results)
