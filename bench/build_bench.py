@@ -7,7 +7,7 @@
    Hokkaido-size synthetic scene (4398 x 5382 px) with 10 acquisitions per orbit (20 in all):
    VV/VH COGs, the DEMs, the inventory and the HyP3-named phase products, into
    ``--cache_dir/demo-catalog-hokkaido-t10-<spec key>``. Writing it takes minutes on two cores
-   (bench/README.md has the figure) and about 7 GB of disk; the time it took is printed and kept
+   (bench/README.md has the figure) and about 8 GB of disk; the time it took is printed and kept
    beside it.
 2. The floor: every VV and VH COG of the acquisitions the build takes, read once over the build's
    window (the AOI on the COGs' grid) with 2 threads, one dataset per file (GDAL releases the
@@ -21,9 +21,9 @@
    with psutil (its whole process tree) and cross-checked with its own ``ru_maxrss``; its CPU
    seconds are ``getrusage``'s. Then the same with ``acquisitions=2`` (8 acquisitions): the
    peak RSS should not grow with the number of acquisitions.
-4. Per-stage times from the builder's own log lines and a progress object (no tqdm) that
-   timestamps every plane written: search and plan, DEM, labels, template and static layers,
-   time-step writes, phase writes.
+4. Per-stage times and peak RSS from the builder's own log lines and a progress object (no tqdm)
+   that timestamps every plane written, against the RSS samples (one monotonic clock): search and
+   plan, DEM, labels, template and static layers, time-step writes, phase writes.
 5. Prints a summary table.
 
 The page cache is warm for both the floor and the build: the files a measurement reads are read
@@ -85,7 +85,7 @@ def ensure_catalog(cache_dir: Path, size: str) -> tuple[demo_catalog.DemoCatalog
     if generated:
         cache_dir.mkdir(parents=True, exist_ok=True)
         free = shutil.disk_usage(cache_dir).free
-        log(f"writing the demo catalog into {root} (minutes; about 7 GB, {free / GB:.0f} GB free there)")
+        log(f"writing the demo catalog into {root} (minutes; about 8 GB, {free / GB:.0f} GB free there)")
         started = time.perf_counter()
         demo_catalog.write_demo_catalog(root, spec=spec)
         sidecar.write_text(json.dumps({"seconds": time.perf_counter() - started}))
