@@ -141,9 +141,15 @@ def read_threshold(model_dir: str | os.PathLike) -> dict | None:
 def operating_threshold(model_dir: str | os.PathLike, given: float | None) -> tuple[float, str]:
     """The threshold to cut probabilities at, and where it comes from: ``given`` (a flag) wins, then
     the run's own choice, then DEFAULT_THRESHOLD."""
+    return resolve_threshold(given, read_threshold(model_dir), "the run's", "the run chose none")
+
+
+def resolve_threshold(given: float | None, chosen: dict | None, owner: str, unchosen: str) -> tuple[float, str]:
+    """``given`` wins, then ``chosen`` (a ``threshold.json`` dict, from a run or a SavedModel's assets),
+    then DEFAULT_THRESHOLD, which is also what a choice that fell back to the default holds."""
     if given is not None:
         return float(given), "--threshold"
-    chosen = read_threshold(model_dir)
-    if chosen is not None:
-        return float(chosen["threshold"]), f"the run's ({chosen['rule']} on the {chosen['split']} split)"
-    return DEFAULT_THRESHOLD, f"the default {DEFAULT_THRESHOLD:g} (the run chose none)"
+    if chosen is not None and chosen.get("rule") != "default":
+        return float(chosen["threshold"]), f"{owner} ({chosen['rule']} on the {chosen['split']} split)"
+    why = chosen.get("note", unchosen) if chosen else unchosen
+    return DEFAULT_THRESHOLD, f"the default {DEFAULT_THRESHOLD:g} ({why})"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from tf_landslide import storage
 from tf_landslide.cube.channels import study_configs
-from tf_landslide.model_folder import DEFAULT_THRESHOLD
+from tf_landslide.model_folder import resolve_threshold
 from tf_landslide.serving.contract import ASSETS_EXTRA, INPUT_CHANNELS, OUTPUT, PROVENANCE_FILE, SERVING_DEFAULT
 
 
@@ -44,12 +44,8 @@ def model_inputs(saved_model: str) -> dict:
 
 def operating_threshold(saved_model: str, given: float | None) -> tuple[float, str]:
     """``given`` (a flag) wins, then the threshold the SavedModel carries, then the default."""
-    if given is not None:
-        return float(given), "--threshold"
     chosen = read_provenance(saved_model).get("operating_threshold")
-    if chosen and chosen.get("rule") != "default":
-        return float(chosen["threshold"]), f"the SavedModel's ({chosen['rule']} on the {chosen['split']} split)"
-    return DEFAULT_THRESHOLD, f"the default {DEFAULT_THRESHOLD:g} (the SavedModel carries no choice)"
+    return resolve_threshold(given, chosen, "the SavedModel's", "the SavedModel carries no choice")
 
 
 def saved_model_predictor(saved_model: str):

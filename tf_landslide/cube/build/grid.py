@@ -32,18 +32,24 @@ def area_of_interest(request: BuildRequest) -> Geometry:
     """The area as one WGS 84 geometry: the bbox, or the union of the features of ``--aoi``."""
     if request.bbox:
         return box(*request.bbox, crs=WGS84)
+    frame = read_vector(request.aoi, "aoi")
+    if frame.empty:
+        raise CubeError(f"--aoi={request.aoi!r} holds no features")
+    frame = frame.to_crs(WGS84)
+    return unary_union(Geometry(shape, crs=WGS84) for shape in frame.geometry)
+
+
+def read_vector(path: str, flag: str):
+    """The features of the vector file ``--flag=path`` (GeoJSON, GPKG, shapefile), which must carry a CRS."""
     import geopandas
 
     try:
-        frame = geopandas.read_file(request.aoi)
+        frame = geopandas.read_file(path)
     except Exception as error:  # pyogrio raises its own errors for missing and unreadable files
-        raise CubeError(f"--aoi={request.aoi!r} cannot be read as a vector file ({error})") from error
-    if frame.empty:
-        raise CubeError(f"--aoi={request.aoi!r} holds no features")
+        raise CubeError(f"--{flag}={path!r} cannot be read as a vector file ({error})") from error
     if frame.crs is None:
-        raise CubeError(f"--aoi={request.aoi!r} has no CRS; save it with one (GeoJSON is WGS 84 by definition)")
-    frame = frame.to_crs(WGS84)
-    return unary_union(Geometry(shape, crs=WGS84) for shape in frame.geometry)
+        raise CubeError(f"--{flag}={path!r} has no CRS; save it with one (GeoJSON is WGS 84 by definition)")
+    return frame
 
 
 def item_crs(item) -> str | None:

@@ -12,20 +12,15 @@ import xarray as xr
 from odc.geo.geobox import GeoBox
 
 from tf_landslide.cube import schema
+from tf_landslide.cube.build.grid import read_vector
 from tf_landslide.cube.schema import CubeError
 
 
 def rasterise(path: str, geobox: GeoBox, all_touched: bool, flag: str) -> np.ndarray:
     """0/1 uint8 (y, x): where the polygons of the vector file at ``path`` lie."""
-    import geopandas
     from rasterio import features
 
-    try:
-        frame = geopandas.read_file(path)
-    except Exception as error:  # pyogrio raises its own errors for missing and unreadable files
-        raise CubeError(f"--{flag}={path!r} cannot be read as a vector file ({error})") from error
-    if frame.crs is None:
-        raise CubeError(f"--{flag}={path!r} has no CRS; save it with one (GeoJSON is WGS 84 by definition)")
+    frame = read_vector(path, flag)
     shapes = [geometry for geometry in frame.to_crs(geobox.crs.to_wkt()).geometry if geometry is not None]
     polygons = [g for g in shapes if g.geom_type in ("Polygon", "MultiPolygon")]
     if len(polygons) < len(shapes):
