@@ -18,6 +18,10 @@ framework, in an order alternating between runs, and each child times on random 
   compiled ``tf.function`` the map uses), at the same batch size;
 * the child's peak RSS.
 
+Ours computes as ``train.py`` and the map do by default: in mixed bfloat16 on CPUs with native
+bfloat16 instructions (``--bfloat16=auto``), else in float32; ``--bfloat16=off`` compares float32
+with float32. The peer computes in float32, as the authors train.
+
 With ``--model_dir`` (a trained 8-channel run, README command 1), it also times our serving path
 (the SavedModel's ``serving_default``, raw channels in, standardised inside) and the map's
 windows/s on the embedded cube (``map_bench.py``'s child). Both frameworks use every core
@@ -117,8 +121,10 @@ def tf_child(args) -> dict:
 
     if args.threads:
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-    cfg = TrainConfig(export=ExportConfig(CubeConfig()), model=ModelConfig(arch=args.arch))
+    cfg = TrainConfig(export=ExportConfig(CubeConfig()), model=ModelConfig(arch=args.arch), bfloat16=args.bfloat16)
     manifest = {"channels": [f"c{i}" for i in range(args.channels)], "chip_size": CHIP}
+    policy = train_lib.dtype_policy(cfg)
+    policy.__enter__()  # the run's compute dtype for training and inference alike (as the map's --bfloat16)
     with distribution.make_strategy("").scope():
         model = train_lib.compiled_model(cfg, manifest)
     rng = np.random.default_rng(0)
@@ -143,6 +149,7 @@ def tf_child(args) -> dict:
         "infer": infer,
         "train_rss_gb": train_rss,
         "threads": tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count(),
+        "policy": tf.keras.mixed_precision.global_policy().name,
     }
 
 
@@ -206,6 +213,7 @@ def compare(args, env: dict, python: str) -> list[dict]:
                     f"--train_steps={args.train_steps}",
                     f"--infer_steps={args.infer_steps}",
                     f"--threads={args.threads}",
+                    f"--bfloat16={args.bfloat16}",
                 ]
                 runs = {"peer": [], "ours": []}
                 for run in range(args.runs):
@@ -218,7 +226,7 @@ def compare(args, env: dict, python: str) -> list[dict]:
                         print(
                             f"{arch} batch {batch} C={channels} run {run + 1} {who}: train {train:.2f} chips/s, "
                             f"inference {infer:.2f} chips/s, peak RSS {result['train_rss_gb']:.2f} GB, "
-                            f"{result['threads']} threads",
+                            f"{result['threads']} threads, {result.get('policy', 'float32')}",
                             flush=True,
                         )
                 rows.append(summarise(arch, batch, channels, runs))
@@ -294,6 +302,7 @@ def main() -> int:
     parser.add_argument("--infer_steps", type=int, default=5, help="timed inference batches per child")
     parser.add_argument("--threads", type=int, default=0, help="threads for both frameworks (0: their defaults)")
     parser.add_argument("--isa", choices=("native", "avx2"), default="native", help="cap the CPU kernels at AVX2")
+    parser.add_argument("--bfloat16", choices=("auto", "on", "off"), default="auto", help="ours: train.py's --bfloat16")
     parser.add_argument("--peer_venv", default=str(Path.home() / ".cache" / "tf_landslide" / "peer-venv"))
     parser.add_argument("--peer_python", default="", help="an existing python with torch and smp (skips the venv)")
     parser.add_argument("--peer_requirements", default=PEER_REQUIREMENTS)
@@ -316,6 +325,8 @@ def main() -> int:
     import machine
 
     env = {**os.environ, "PYTHONPATH": str(REPO), **(AVX2_CAPS if args.isa == "avx2" else {})}
+    if args.isa == "avx2" and args.bfloat16 == "auto":
+        args.bfloat16 = "off"  # what auto chooses on an AVX2-only CPU (capped here, bfloat16 would be emulated)
     print(machine.describe(), f"kernels: {args.isa}", flush=True)
     python = peer_python(args)
     versions = subprocess.run(

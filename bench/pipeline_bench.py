@@ -7,7 +7,8 @@
 (b) Training chips/s of the U-Net/ResNet-50 fed by our pipeline against the same model fed
     in-memory tensors (target >= 0.9x: the pipeline never starves the model).
 (c) With --gpu_flags: training chips/s of the run's model (train_lib.compiled_model) on in-memory
-    tensors with no flag, --mixed_precision, --jit_compile and both, alternating, and the time of
+    tensors with no flag (float32), --mixed_precision, --jit_compile, both, and the CPU's
+    --bfloat16=on, alternating, and the time of
     each one's first two steps (build, trace and compile); ratios to no flag.
 Medians of several runs; the ratios are measured in the same run.
 """
@@ -26,11 +27,14 @@ import tf_landslide  # noqa: F401  (environment for tf-keras before TensorFlow l
 from tf_landslide import data, export, models, train_lib  # noqa: E402
 from tf_landslide.config import CubeConfig, ExportConfig, InputConfig, ModelConfig, SplitSpec, TrainConfig  # noqa: E402
 
+# float32 unless a flag says otherwise (--bfloat16=auto would train in bfloat16 on some CPUs), and
+# the CPU's own mixed precision beside the GPU's.
 GPU_FLAGS = {
-    "no flag": {},
+    "no flag": {"bfloat16": "off"},
     "--mixed_precision": {"mixed_precision": True},
-    "--jit_compile": {"jit_compile": True},
+    "--jit_compile": {"jit_compile": True, "bfloat16": "off"},
     "both": {"mixed_precision": True, "jit_compile": True},
+    "--bfloat16=on": {"bfloat16": "on"},
 }
 
 

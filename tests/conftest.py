@@ -32,7 +32,9 @@ def trained(tiny_cube, tmp_path_factory):
     from tf_landslide import train_lib  # TensorFlow: not while .ci/oldest collects without it
 
     root = tmp_path_factory.mktemp("trained")
-    cfg = make_config(tiny_cube, root, batch_size=2, epochs=4)
+    # float32 on every CPU: test_model_folder re-evaluates the last weights in float32 and expects
+    # the run's own validation figures to 1e-4 (bfloat16 runs: test_gpu_flags.py).
+    cfg = make_config(tiny_cube, root, batch_size=2, epochs=4, bfloat16="off")
     assert not (root / "records").exists()
     summary = train_lib.train(cfg)
     return cfg, summary

@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from tf_landslide import distribution
 
 VERTEX_SPEC = {
@@ -48,3 +50,35 @@ def test_single_replica_and_empty_environment():
         {"CLUSTER_SPEC": json.dumps({"cluster": {"workerpool0": ["h:1"]}, "task": {"type": "workerpool0", "index": 0}})}
     )
     assert distribution.cluster_workers(alone) == 1 and distribution.is_chief(alone)
+
+
+def cpuinfo_with(tmp_path, flags: str) -> str:
+    path = tmp_path / "cpuinfo"
+    path.write_text(f"processor\t: 0\nmodel name\t: a CPU\nflags\t\t: fpu sse2 {flags}\n\nprocessor\t: 1\n")
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("flags", "policy"),
+    [
+        ("avx2 fma", "float32"),  # no bfloat16 instructions: oneDNN would emulate it, slower
+        ("avx2 avx512f avx512bw", "float32"),
+        ("avx2 avx512f avx512_bf16", "mixed_bfloat16"),
+        ("avx2 amx_tile amx_bf16", "mixed_bfloat16"),
+    ],
+)
+def test_auto_trains_in_bfloat16_only_where_the_cpu_has_it(tmp_path, flags, policy):
+    assert distribution.compute_policy(False, "auto", cpuinfo_with(tmp_path, flags)) == policy
+
+
+def test_bfloat16_on_off_and_float16(tmp_path):
+    native, plain = cpuinfo_with(tmp_path, "avx512_bf16"), cpuinfo_with(tmp_path, "avx2")
+    assert distribution.compute_policy(False, "on", plain) == "mixed_bfloat16"
+    assert distribution.compute_policy(False, "off", native) == "float32"
+    assert distribution.compute_policy(False, "auto", str(tmp_path / "no-cpuinfo")) == "float32"
+    # --mixed_precision (float16 for GPUs) wins over auto, and asking for both is an error.
+    assert distribution.compute_policy(True, "auto", native) == "mixed_float16"
+    with pytest.raises(ValueError, match="choose one"):
+        distribution.compute_policy(True, "on", native)
+    with pytest.raises(ValueError, match="--bfloat16='yes'"):
+        distribution.compute_policy(False, "yes", native)

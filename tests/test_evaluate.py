@@ -99,3 +99,6 @@ def test_the_model_card_states_the_runs_data_recipe_metrics_threshold_and_limits
     for image in ("pr_curve.png", "predictions.png"):
         assert f"]({image})" in card and (eval_dir / image).exists()  # links that resolve beside the card
     assert "not calibrated across events" in card and all(limit in card for limit in model_card.TRAINING_LIMITS)
+    # The compute dtype the run trained in (--bfloat16=auto: bfloat16 on CPUs that have it), when not float32.
+    policy = model_folder.read_summary(trained.model_dir)["compute_policy"]
+    assert (f"{policy} compute" in card) == (policy != "float32")

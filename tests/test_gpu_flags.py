@@ -1,7 +1,7 @@
-"""The GPU flags on CPU: ``--mixed_precision`` and ``--jit_compile``, alone and together, train, resume
-from a kill and export SavedModels serving float32 probabilities (float32 runs: test_train_lib.py; the
-Vertex AI job configs, which pass --mixed_precision, run over several replicas and workers in
-test_vertex.py)."""
+"""The GPU flags on CPU: ``--mixed_precision`` and ``--jit_compile``, alone and together (and the CPU's
+``--bfloat16``), train, resume from a kill and export SavedModels serving float32 probabilities
+(float32 runs: test_train_lib.py; the Vertex AI job configs, which pass --mixed_precision, run over
+several replicas and workers in test_vertex.py)."""
 
 import signal
 
@@ -62,9 +62,19 @@ def test_a_run_with_both_flags_killed_after_its_backup_resumes_evaluates_and_exp
     assert_evaluates_and_serves_float32(tiny_cube, exported_root, tmp_path, run.model_dir, savedmodel)
 
 
-@pytest.mark.parametrize("flags", [{"mixed_precision": True}, {"jit_compile": True}], ids=["mixed", "xla"])
-def test_each_flag_alone_trains_evaluates_and_exports_float32(tiny_cube, exported_root, tmp_path, flags):
-    """Each flag without the other (each once crashed alone): two epochs, validation included."""
+@pytest.mark.parametrize(
+    ("flags", "policy"),
+    [
+        ({"mixed_precision": True}, "mixed_float16"),
+        ({"jit_compile": True, "bfloat16": "off"}, "float32"),
+        ({"bfloat16": "on"}, "mixed_bfloat16"),
+        ({"jit_compile": True, "bfloat16": "on"}, "mixed_bfloat16"),
+    ],
+    ids=["mixed", "xla", "bfloat16", "xla-bfloat16"],
+)
+def test_each_flag_alone_trains_evaluates_and_exports_float32(tiny_cube, exported_root, tmp_path, flags, policy):
+    """Each flag without the other (each once crashed alone), and the CPU's bfloat16 (alone and under
+    XLA): two epochs, validation included, in the compute dtype asked for."""
     from tf_landslide import train_lib
 
     savedmodel = tmp_path / "savedmodel"
@@ -73,6 +83,7 @@ def test_each_flag_alone_trains_evaluates_and_exports_float32(tiny_cube, exporte
     )
     summary = train_lib.train(cfg)
     assert summary["epochs"] == 2 and tf.keras.mixed_precision.global_policy().name == "float32"
+    assert summary["compute_policy"] == policy
     history = model_folder.read_history(cfg.model_dir)
     assert all(np.isfinite(float(row["loss"])) and 0 <= float(row["val_pr_auc"]) <= 1 for row in history)
     assert_evaluates_and_serves_float32(tiny_cube, exported_root, tmp_path, cfg.model_dir, savedmodel)

@@ -14,6 +14,7 @@ import dataclasses
 SPLIT_METHODS = ("random", "blocked")
 ARCHITECTURES = ("unet", "unetplusplus", "fpn", "linknet")
 ENCODER_WEIGHTS = ("", "imagenet")
+BFLOAT16_CHOICES = ("auto", "on", "off")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,6 +119,7 @@ class TrainConfig:
     lr_patience: int = 10
     lr_threshold: float = 1e-4  # relative, as torch's ReduceLROnPlateau (threshold_mode='rel')
     mixed_precision: bool = False
+    bfloat16: str = "auto"  # mixed_bfloat16 compute: 'auto' (CPUs with native bfloat16, no GPU), 'on' or 'off'
     jit_compile: bool = False
     seed: int = 42
     cluster: str = ""  # TF_CONFIG-style JSON naming the workers ('' = this machine only)
@@ -153,6 +155,7 @@ class MapConfig:
     window: int = 512
     overlap: int = 128
     batch_size: int = 4
+    bfloat16: str = "auto"  # the model computes in mixed_bfloat16: 'auto' (CPUs with native bfloat16), 'on', 'off'
     threshold: float | None = None  # None: the run's operating threshold (model_folder.operating_threshold)
     min_area_m2: float = 0.0
     outputs: tuple[str, ...] = ("geotiff", "zarr", "png", "geojson", "html")

@@ -20,6 +20,7 @@ from absl import flags
 from tf_landslide import chips, metrics, records
 from tf_landslide.config import (
     ARCHITECTURES,
+    BFLOAT16_CHOICES,
     ENCODER_WEIGHTS,
     SPLIT_METHODS,
     CubeConfig,
@@ -189,6 +190,13 @@ flags.DEFINE_float("lr_factor", 0.1, "ReduceLROnPlateau factor.")
 flags.DEFINE_integer("lr_patience", 10, "ReduceLROnPlateau patience in epochs.")
 flags.DEFINE_float("lr_threshold", 1e-4, "ReduceLROnPlateau relative threshold (PyTorch semantics).")
 flags.DEFINE_bool("mixed_precision", False, "mixed_float16 compute (GPUs); outputs stay float32.")
+flags.DEFINE_enum(
+    "bfloat16",
+    "auto",
+    list(BFLOAT16_CHOICES),
+    "mixed_bfloat16 training compute: auto = on CPUs with native bfloat16 instructions (AVX512_BF16, AMX) "
+    "when no GPU is visible; on; off (float32). Weights, outputs, evaluation and serving stay float32.",
+)
 flags.DEFINE_bool("jit_compile", False, "XLA-compile the train step (GPUs).")
 
 # --- evaluation --------------------------------------------------------------------------
@@ -343,6 +351,7 @@ def train_config(values=FLAGS, cluster: str = "", environ: Mapping[str, str] | N
         lr_patience=values.lr_patience,
         lr_threshold=values.lr_threshold,
         mixed_precision=values.mixed_precision,
+        bfloat16=values.bfloat16,
         jit_compile=values.jit_compile,
         seed=values.seed,
         cluster=cluster,
@@ -376,6 +385,7 @@ def map_config(values=FLAGS, environ: Mapping[str, str] | None = None) -> MapCon
         window=values.map_window,
         overlap=values.map_overlap,
         batch_size=values.map_batch_size,
+        bfloat16=values.bfloat16,
         threshold=values.threshold,
         min_area_m2=values.min_area_m2,
         outputs=tuple(values.map_outputs),

@@ -92,6 +92,8 @@ def _training(model_dir: str, train_config: dict, summary: dict) -> str:
         else "The run has not finished."
     )
     flags = [name for name in ("mixed_precision", "jit_compile") if train_config.get(name)]
+    if summary and summary.get("compute_policy", "float32") != "float32":
+        flags.append(f"{summary['compute_policy']} compute")
     return (
         "## Training\n\n"
         f"- Recipe: {recipe}" + (f"; {', '.join(flags)}" if flags else "") + "\n"

@@ -100,17 +100,10 @@ def train(cfg: TrainConfig, flags_text: str = "") -> dict:
 
 @contextlib.contextmanager
 def dtype_policy(cfg: TrainConfig):
-    """Keras' global dtype policy of the run (mixed_float16 with --mixed_precision) for the run only,
-    the previous one after: a caller's later models (evaluation, serving, the next test) are not
-    built mixed by accident."""
-
-    previous = tf.keras.mixed_precision.global_policy()
-    if cfg.mixed_precision:
-        tf.keras.mixed_precision.set_global_policy("mixed_float16")
-    try:
+    """Keras' global dtype policy of the run (``distribution.compute_policy``: mixed_float16 with
+    --mixed_precision, mixed_bfloat16 with --bfloat16) for the run only."""
+    with distribution.policy_scope(distribution.compute_policy(cfg.mixed_precision, cfg.bfloat16)):
         yield
-    finally:
-        tf.keras.mixed_precision.set_global_policy(previous)
 
 
 def compiled_model(cfg: TrainConfig, manifest: dict):
@@ -140,13 +133,14 @@ def _train(cfg: TrainConfig, chief: bool, manifest: dict, folder: str, flags_tex
     model_dir = _write_dir(cfg.model_dir, chief)
     storage.makedirs(model_dir)
     log.info(
-        "training %s %s on %s: %d replica(s) over %d worker(s), global batch %d",
+        "training %s %s on %s: %d replica(s) over %d worker(s), global batch %d, compute %s",
         cfg.model.arch,
         cfg.model.backbone,
         manifest["config"]["name"],
         strategy.num_replicas_in_sync,
         workers,
         cfg.input.batch_size,
+        tf.keras.mixed_precision.global_policy().name,
     )
 
     replicas = strategy.num_replicas_in_sync
@@ -287,4 +281,5 @@ def _summary(model_dir: str, history, seconds: float, manifest: dict) -> dict:
         "train_seconds_this_run": round(seconds, 1),
         "config": manifest["config"]["name"],
         "train_chips": manifest["splits"]["train"]["chips"],
+        "compute_policy": tf.keras.mixed_precision.global_policy().name,
     }

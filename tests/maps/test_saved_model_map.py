@@ -9,13 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+import tensorflow as tf
 
-from tf_landslide import model_folder, serving
+from tf_landslide import data, model_folder, serving
 from tf_landslide.config import CubeConfig, MapConfig
 from tf_landslide.maps import scene_map
 
 REPO = Path(__file__).resolve().parents[2]
-SETTINGS = {"window": 64, "overlap": 16, "outputs": ("geotiff", "geojson")}
+# float32 (the SavedModel computes in float32; --bfloat16=auto would round the run's map on some CPUs)
+SETTINGS = {"window": 64, "overlap": 16, "outputs": ("geotiff", "geojson"), "bfloat16": "off"}
 
 
 @pytest.fixture(scope="module")
@@ -80,3 +82,19 @@ def test_a_folder_that_is_not_our_saved_model_is_named(tiny_cube, tmp_path):
     config = MapConfig(cube=CubeConfig(cube=tiny_cube), saved_model=str(tmp_path), map_dir=str(tmp_path / "m"))
     with pytest.raises(FileNotFoundError, match="is not a SavedModel exported by tf_landslide"):
         scene_map.make_map(config)
+
+
+def test_the_runs_model_maps_in_bfloat16_within_its_round_off(exported, tiny_cube):
+    """--bfloat16 (auto on CPUs with native bfloat16) computes the map's model in bfloat16: other
+    probabilities than float32's, by bfloat16's round-off only."""
+    cfg, _ = exported
+    manifest = model_folder.read_manifest(cfg.model_dir)
+    # Raw channels near the training mean: standardised, small values the tiny model does not saturate on.
+    mean, std = (np.asarray(v, np.float32) for v in data.normalisation(manifest))
+    windows = (0.1 * np.random.default_rng(0).normal(size=(2, 32, 32, len(mean)))).astype(np.float32) * std + mean
+    exact = scene_map.keras_predictor(cfg.model_dir, "last", manifest, 32)(windows)
+    rounded = scene_map.keras_predictor(cfg.model_dir, "last", manifest, 32, "mixed_bfloat16")(windows)
+    assert tf.keras.mixed_precision.global_policy().name == "float32"  # the map's policy stayed inside
+    assert rounded.dtype == np.float32
+    difference = np.abs(rounded - exact)
+    assert 0 < difference.max() < 2e-2, difference.max()

@@ -45,12 +45,17 @@ class MapError(ValueError):
     """The map cannot be made as asked."""
 
 
-def keras_predictor(model_dir: str, checkpoint: str, manifest: dict, window: int):
+def keras_predictor(model_dir: str, checkpoint: str, manifest: dict, window: int, policy: str = "float32"):
     """raw channels [N, window, window, C] -> probability [N, window, window] with the run's
-    model and normalisation (the same transform as training and the SavedModel)."""
+    model and normalisation (the same transform as training and the SavedModel), computed under
+    Keras' dtype ``policy`` (the probability is float32 under any)."""
     import tensorflow as tf
 
-    model = model_folder.load_trained_model(model_dir, checkpoint, size=window)
+    from tf_landslide import distribution  # TensorFlow's: imported when a Keras model is
+
+    with distribution.policy_scope(policy):
+        model = model_folder.load_trained_model(model_dir, checkpoint, size=window)
+    log.info("the model computes in %s (--bfloat16 chooses)", policy)
     mean, std = data.normalisation(manifest)
 
     @tf.function(input_signature=[tf.TensorSpec([None, window, window, len(mean)], tf.float32)])
@@ -72,7 +77,10 @@ def _model(cfg: MapConfig, window: int) -> tuple[dict, float, str, object]:
         return manifest, threshold, source, lambda: saved_model.saved_model_predictor(cfg.saved_model)
     manifest = model_folder.read_manifest(cfg.model_dir)
     threshold, source = model_folder.operating_threshold(cfg.model_dir, cfg.threshold)
-    return manifest, threshold, source, lambda: keras_predictor(cfg.model_dir, cfg.checkpoint, manifest, window)
+    from tf_landslide import distribution
+
+    policy = distribution.compute_policy(False, cfg.bfloat16)
+    return manifest, threshold, source, lambda: keras_predictor(cfg.model_dir, cfg.checkpoint, manifest, window, policy)
 
 
 def _output_dir(cfg: MapConfig) -> str:
