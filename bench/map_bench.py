@@ -11,6 +11,9 @@ in an order alternating between runs:
 * map: ``make_map`` on the whole cube with every output (COG, Zarr, PNG, GeoJSON, scores):
   reading and computing the channels, blending, writing.
 
+The model computes as predict.py's does: ``--bfloat16`` (auto: mixed bfloat16 on CPUs with native
+bfloat16, float32 elsewhere; the map and the raw inference alike).
+
 It prints both times, their ratio (target <= 1.25) and the child's peak RSS (target <= 3 GB,
 and not growing with the scene). The model is a trained run (README command 1 makes
 ``runs/quickstart``: U-Net/ResNet-50, 8 channels); the cubes are the project's synthetic cubes
@@ -63,7 +66,10 @@ def child(args) -> dict:
     cube = str(synthetic.embedded_cube(args.cache_dir, args.size))
     manifest = json.loads((Path(args.model_dir) / "manifest.json").read_text())
     tiling = Tiling(args.window, args.overlap)
-    predict = scene_map.keras_predictor(args.model_dir, "best", manifest, tiling.window)
+    from tf_landslide import distribution
+
+    policy = distribution.compute_policy(False, args.bfloat16)  # as predict.py's --bfloat16 chooses
+    predict = scene_map.keras_predictor(args.model_dir, "best", manifest, tiling.window, policy)
     # Real windows of the cube (values matter little to a CNN's speed, but denormals and NaN would).
     windows = first_windows(cube, manifest, tiling, args.batch_size)
     predict(windows)  # trace and warm up
@@ -104,6 +110,7 @@ def child(args) -> dict:
         "raw_seconds": raw_seconds,
         "map_seconds": map_seconds,
         "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+        "policy": policy,
         "scene_pr_auc": (summary.get("scores", {}).get("scene") or {}).get("pr_auc"),
         "polygons": summary.get("geojson", {}).get("polygons"),
     }
@@ -118,6 +125,7 @@ def main() -> int:
     parser.add_argument("--window", type=int, default=512)
     parser.add_argument("--overlap", type=int, default=128)
     parser.add_argument("--batch_size", type=int, default=4)
+    parser.add_argument("--bfloat16", choices=("auto", "on", "off"), default="auto", help="predict.py's --bfloat16")
     parser.add_argument("--size", help=argparse.SUPPRESS)  # child mode
     parser.add_argument("--map_first", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -140,6 +148,7 @@ def main() -> int:
                 f"--window={args.window}",
                 f"--overlap={args.overlap}",
                 f"--batch_size={args.batch_size}",
+                f"--bfloat16={args.bfloat16}",
             ] + (["--map_first"] if run % 2 else [])
             done = subprocess.run(
                 command, capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
@@ -154,7 +163,9 @@ def main() -> int:
                 f"ratio {result['ratio']:.3f}, peak RSS {result['peak_rss_gb']:.2f} GB",
                 flush=True,
             )
+    policies = "/".join(sorted({r["policy"] for r in results}))
     print(f"\nwindow {args.window}, overlap {args.overlap}, batch {args.batch_size}, model {args.model_dir}")
+    print(f"compute: {policies}")
     print("| size | pixels | windows | map s (median) | raw s (median) | ratio (median; runs) | peak RSS GB (max) |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for size in args.sizes.split(","):

@@ -279,11 +279,11 @@ def our_serving_and_map(args, env: dict) -> list[str]:
         for batch, rate in served["chips_per_second"].items()
     ]
     command = [sys.executable, str(REPO / "bench" / "map_bench.py"), "--size=embedded"]
-    command += [f"--model_dir={args.model_dir}", f"--cache_dir={args.cache_dir}", "--map_first"]
+    command += [f"--model_dir={args.model_dir}", f"--cache_dir={args.cache_dir}", f"--bfloat16={args.bfloat16}"]
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
     mapped = json.loads(done.stdout.strip().splitlines()[-1])
     lines.append(
-        f"the map (embedded cube, {mapped['windows']} windows of 512 px, batch 4, every output): "
+        f"the map (embedded cube, {mapped['windows']} windows of 512 px, batch 4, every output, {mapped['policy']}): "
         f"{mapped['windows'] / mapped['map_seconds']:.2f} windows/s "
         f"({mapped['windows'] * 16 / mapped['map_seconds']:.1f} chips of 128 px/s; "
         f"raw inference of the same windows {mapped['windows'] / mapped['raw_seconds']:.2f} windows/s)"
