@@ -123,8 +123,9 @@ def tf_child(args) -> dict:
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     cfg = TrainConfig(export=ExportConfig(CubeConfig()), model=ModelConfig(arch=args.arch), bfloat16=args.bfloat16)
     manifest = {"channels": [f"c{i}" for i in range(args.channels)], "chip_size": CHIP}
-    policy = train_lib.dtype_policy(cfg)
-    policy.__enter__()  # the run's compute dtype for training and inference alike (as the map's --bfloat16)
+    # The run's compute dtype, for training and inference alike (as the map's --bfloat16); this
+    # process ends with the measurement, so the policy is not restored.
+    tf.keras.mixed_precision.set_global_policy(distribution.compute_policy(False, args.bfloat16))
     with distribution.make_strategy("").scope():
         model = train_lib.compiled_model(cfg, manifest)
     rng = np.random.default_rng(0)

@@ -81,7 +81,7 @@ def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> set[str]:
 
 
 def compute_policy(mixed_precision: bool, bfloat16: str, cpuinfo: str = "/proc/cpuinfo") -> str:
-    """Keras' dtype policy for training: ``mixed_float16`` with --mixed_precision (GPUs);
+    """Keras' dtype policy for training and the run's maps: ``mixed_float16`` with --mixed_precision (GPUs);
     ``mixed_bfloat16`` with --bfloat16=on, or =auto on a CPU with native bfloat16 and no GPU;
     else ``float32``."""
     if bfloat16 not in BFLOAT16_CHOICES:
