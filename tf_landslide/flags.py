@@ -194,8 +194,9 @@ flags.DEFINE_enum(
     "bfloat16",
     "auto",
     list(BFLOAT16_CHOICES),
-    "mixed_bfloat16 training compute: auto = on CPUs with native bfloat16 instructions (AVX512_BF16, AMX) "
-    "when no GPU is visible; on; off (float32). Weights, outputs, evaluation and serving stay float32.",
+    "mixed_bfloat16 compute for training and the run's maps: auto = on CPUs with native bfloat16 instructions "
+    "(AVX512_BF16, AMX) when no GPU is visible; on; off (float32). Weights, outputs, evaluation and serving "
+    "stay float32.",
 )
 flags.DEFINE_bool("jit_compile", False, "XLA-compile the train step (GPUs).")
 
