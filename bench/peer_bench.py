@@ -125,7 +125,7 @@ def tf_child(args) -> dict:
     manifest = {"channels": [f"c{i}" for i in range(args.channels)], "chip_size": CHIP}
     # The run's compute dtype, for training and inference alike (as the map's --bfloat16); this
     # process ends with the measurement, so the policy is not restored.
-    tf.keras.mixed_precision.set_global_policy(distribution.compute_policy(False, args.bfloat16))
+    tf.keras.mixed_precision.set_global_policy(distribution.compute_policy(cfg.mixed_precision, cfg.bfloat16))
     with distribution.make_strategy("").scope():
         model = train_lib.compiled_model(cfg, manifest)
     rng = np.random.default_rng(0)
